@@ -1,0 +1,37 @@
+"""Identity normalisation: one canonical form per email and phone, so equal people compare equal."""
+
+from __future__ import annotations
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+
+def normalize_email(raw: str | None) -> str | None:
+    """Lower-cased, trimmed, syntax-checked address; ``None`` when empty or invalid.
+
+    The domain is IDNA-normalised by email-validator; the local part is lower-cased too, since
+    shops treat ``John@x`` and ``john@x`` as one customer and mail servers in practice agree.
+    """
+    if not raw or not raw.strip():
+        return None
+    try:
+        result = validate_email(raw.strip(), check_deliverability=False)
+    except EmailNotValidError:
+        return None
+    return result.normalized.lower()
+
+
+def normalize_phone(raw: str | None, region: str | None = None) -> str | None:
+    """E.164 form, reading national numbers in the billing country; ``None`` when not a number."""
+    if not raw or not raw.strip():
+        return None
+    candidate = raw.strip()
+    if candidate.startswith("00"):
+        candidate = "+" + candidate[2:]
+    try:
+        parsed = phonenumbers.parse(candidate, (region or "").upper() or None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)

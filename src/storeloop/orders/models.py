@@ -1,0 +1,115 @@
+"""Mirror of the shop's orders and products.
+
+Money is Decimal with its currency; times are UTC. ``date_modified`` (the shop's
+``date_modified_gmt``) is the version: an older snapshot never overwrites a newer one.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+from storeloop.contacts.models import Contact
+from storeloop.core.models import TimeStampedModel
+from storeloop.stores.models import Store
+
+MONEY = {"max_digits": 18, "decimal_places": 4}
+
+
+class Product(TimeStampedModel):
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="products")
+    external_id = models.BigIntegerField()
+    name = models.CharField(max_length=500)
+    sku = models.CharField(max_length=200, blank=True, default="")
+    product_type = models.CharField(max_length=40, blank=True, default="")
+    status = models.CharField(max_length=40, blank=True, default="")
+    price = models.DecimalField(**MONEY, null=True, blank=True)
+    date_modified = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["store", "external_id"], name="product_once_per_store"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Order(TimeStampedModel):
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="orders")
+    external_id = models.BigIntegerField()
+    number = models.CharField(max_length=64, blank=True, default="")
+    contact = models.ForeignKey(
+        Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="orders"
+    )
+    woo_customer_id = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=40, db_index=True)
+    currency = models.CharField(max_length=3)
+    total = models.DecimalField(**MONEY)
+    total_tax = models.DecimalField(**MONEY, default=0)
+    shipping_total = models.DecimalField(**MONEY, default=0)
+    discount_total = models.DecimalField(**MONEY, default=0)
+    refunded_total = models.DecimalField(**MONEY, default=0)
+    payment_method = models.CharField(max_length=100, blank=True, default="")
+    payment_method_title = models.CharField(max_length=200, blank=True, default="")
+    is_cod = models.BooleanField(default=False)
+    date_created = models.DateTimeField()
+    date_modified = models.DateTimeField()
+    date_paid = models.DateTimeField(null=True, blank=True)
+    date_completed = models.DateTimeField(null=True, blank=True)
+    billing = models.JSONField(default=dict)
+    shipping = models.JSONField(default=dict)
+    meta_data = models.JSONField(default=list)
+    customer_note = models.TextField(blank=True, default="")
+    payload_hash = models.CharField(max_length=64, blank=True, default="")
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["store", "external_id"], name="order_once_per_store"),
+        ]
+        indexes = [
+            models.Index(fields=["store", "date_modified"]),
+            models.Index(fields=["store", "date_created"]),
+            models.Index(fields=["store", "status"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"order {self.external_id} of store #{self.store_id}"
+
+
+class OrderLine(models.Model):
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    external_id = models.BigIntegerField()
+    product = models.ForeignKey(Product, null=True, blank=True, on_delete=models.SET_NULL)
+    product_external_id = models.BigIntegerField(default=0)
+    variation_external_id = models.BigIntegerField(default=0)
+    name = models.CharField(max_length=500)
+    sku = models.CharField(max_length=200, blank=True, default="")
+    quantity = models.IntegerField()
+    subtotal = models.DecimalField(**MONEY)
+    total = models.DecimalField(**MONEY)
+    total_tax = models.DecimalField(**MONEY, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["order", "external_id"], name="order_line_once"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class OrderRefund(models.Model):
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="refunds")
+    external_id = models.BigIntegerField()
+    reason = models.CharField(max_length=500, blank=True, default="")
+    amount = models.DecimalField(**MONEY, help_text="Positive amount refunded")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["order", "external_id"], name="order_refund_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"refund {self.external_id}"
