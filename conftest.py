@@ -95,3 +95,12 @@ def sqlite_or_pg_url() -> str:
     port = settings_dict.get("PORT") or 5432
     user = settings_dict.get("USER") or "postgres"
     return f"postgres://{user}@{host}:{port}/{settings_dict['NAME']}"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_webhook_secret_cache() -> Iterator[None]:
+    from storeloop.inbox import views
+
+    views._secrets.clear()
+    yield
+    views._secrets.clear()

@@ -5,11 +5,13 @@ from __future__ import annotations
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
+MIN_NATIONAL_DIGITS = 6
+
 
 def normalize_email(raw: str | None) -> str | None:
     """Lower-cased, trimmed, syntax-checked address; ``None`` when empty or invalid.
 
-    The domain is IDNA-normalised by email-validator; the local part is lower-cased too, since
+    email-validator NFC-normalises both parts; the local part is lower-cased too, since
     shops treat ``John@x`` and ``john@x`` as one customer and mail servers in practice agree.
     """
     if not raw or not raw.strip():
@@ -32,6 +34,8 @@ def normalize_phone(raw: str | None, region: str | None = None) -> str | None:
         parsed = phonenumbers.parse(candidate, (region or "").upper() or None)
     except phonenumbers.NumberParseException:
         return None
-    if not phonenumbers.is_possible_number(parsed):
+    # "Possible" (right length for the country) rather than "valid": shops hold test and new-range
+    # numbers that libphonenumber's allocation tables reject. Very short ones are never numbers.
+    if not phonenumbers.is_possible_number(parsed) or len(str(parsed.national_number)) < MIN_NATIONAL_DIGITS:
         return None
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
