@@ -63,13 +63,17 @@ def _live(contact: Contact) -> Contact:
     return contact
 
 
-def _find(store: Store, person: PersonData) -> Contact | None:
+def _match_keys(person: PersonData) -> list[tuple[str, str]]:
     # Priority: the shop's own customer id, then email. Phone only when nothing else is known:
     # households share phones, so a phone alone must not fold two emails into one person.
     keys = [(k, v) for k, v in person.identities() if k != Kind.PHONE]
     if not keys and person.phone:
         keys = [(Kind.PHONE, person.phone)]
-    for kind, value in keys:
+    return keys
+
+
+def _find(store: Store, person: PersonData) -> Contact | None:
+    for kind, value in _match_keys(person):
         identity = (
             ContactIdentity.objects.select_related("contact")
             .filter(store=store, kind=kind, value=value)
@@ -92,6 +96,7 @@ def resolve_contact(store: Store, person: PersonData) -> Contact | None:
         contact = _find(store, person)
         try:
             with transaction.atomic():
+                created = contact is None
                 if contact is None:
                     contact = Contact.objects.create(
                         store=store,
@@ -102,24 +107,33 @@ def resolve_contact(store: Store, person: PersonData) -> Contact | None:
                         last_name=person.last_name,
                         country=person.country,
                     )
-                _attach_identities(store, contact, person)
+                taken = _attach_identities(store, contact, person)
+                if created and taken & set(_match_keys(person)):
+                    # Another writer committed one of these identities after our lookup: its
+                    # contact is the person. Undo ours and read again.
+                    raise _LostRace
                 _refresh_fields(contact, person)
             return contact
-        except IntegrityError:
+        except (IntegrityError, _LostRace):
             continue  # another writer created the identity first: read again
     raise RuntimeError("contact resolution did not settle after 3 attempts")
 
 
-def _attach_identities(store: Store, contact: Contact, person: PersonData) -> None:
+class _LostRace(Exception):
+    pass
+
+
+def _attach_identities(store: Store, contact: Contact, person: PersonData) -> set[tuple[str, str]]:
+    """Attach the identities nobody holds yet; returns those already held."""
+    wanted = person.identities()
     existing = set(
-        ContactIdentity.objects.filter(store=store, value__in=[v for _, v in person.identities()]).values_list(
-            "kind", "value"
-        )
-    )
+        ContactIdentity.objects.filter(store=store, value__in=[v for _, v in wanted]).values_list("kind", "value")
+    ) & set(wanted)
     for kind, value in person.identities():
         if (kind, value) in existing:
             continue  # already someone's (maybe this contact's); never steal an identity
         ContactIdentity.objects.create(store=store, contact=contact, kind=kind, value=value)
+    return existing
 
 
 def _refresh_fields(contact: Contact, person: PersonData) -> None:

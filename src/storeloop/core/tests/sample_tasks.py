@@ -44,3 +44,15 @@ def slow_effect(log_path: str, gate_path: str) -> str:
         time.sleep(0.05)
     _append(log_path, "done")
     return "done"
+
+
+@durable_task(queue="maintenance")
+def prune_probe() -> str:
+    return "pruned"
+
+
+@durable_task()
+def mark(log_path: str, n: int) -> int:
+    # O_APPEND writes of one short line are atomic, so two processes can share the log.
+    _append(log_path, str(n))
+    return n

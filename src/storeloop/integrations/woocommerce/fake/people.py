@@ -206,7 +206,8 @@ def messy_email(rng: random.Random, email: str) -> str:
     return email
 
 
-def billing_of(person: Person, rng: random.Random, *, messy: bool = True) -> dict[str, str]:
+def billing_of(person: Person, rng: random.Random | None) -> dict[str, str]:
+    """A billing block; with ``rng`` the email/phone are spelled the way this checkout typed them."""
     return {
         "first_name": person.first_name,
         "last_name": person.last_name,
@@ -217,8 +218,8 @@ def billing_of(person: Person, rng: random.Random, *, messy: bool = True) -> dic
         "state": person.state,
         "postcode": person.postcode,
         "country": person.country,
-        "email": messy_email(rng, person.email) if messy else person.email,
-        "phone": rng.choice(person.phones) if messy else person.phones[0],
+        "email": messy_email(rng, person.email) if rng else person.email,
+        "phone": rng.choice(person.phones) if rng else person.phones[0],
     }
 
 

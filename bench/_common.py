@@ -1,0 +1,488 @@
+"""Shared pieces for the scripts in ``bench/``.
+
+What a benchmark here needs besides its own workload: a throwaway data directory and database,
+the production web server started as its own process group (so stopping it stops only it), a
+light closed-loop HTTP load generator meant to run in a separate process, exact percentiles,
+CPU accounting for the measured window, and the final JSON line every benchmark prints.
+
+Nothing in this module imports Django: the server runs in its own processes and Django work
+(setup, fixtures, checks) runs in subprocesses with the same environment as the server.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import contextlib
+import gc
+import itertools
+import json
+import math
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = ROOT / ".venv" / "bin"
+PYTHON = str(VENV_BIN / "python")
+STORELOOP = str(VENV_BIN / "storeloop")
+
+PG_HOST = "127.0.0.1"
+PG_PORT = 5432
+PG_USER = "postgres"
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# --- environment, databases, Django subprocesses ---------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def postgres_available() -> bool:
+    """True when a PostgreSQL server answers at PG_HOST:PG_PORT and ``psql`` can log in."""
+    try:
+        with socket.create_connection((PG_HOST, PG_PORT), timeout=0.5):
+            pass
+    except OSError:
+        return False
+    if shutil.which("psql") is None:
+        return False
+    try:
+        _psql("SELECT 1", database="postgres")
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        return False
+    return True
+
+
+def _psql(sql: str, *, database: str = "postgres") -> str:
+    out = subprocess.run(
+        ["psql", "-h", PG_HOST, "-p", str(PG_PORT), "-U", PG_USER, "-d", database, "-v", "ON_ERROR_STOP=1",
+         "-Atqc", sql],
+        check=True, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    return out.stdout.strip()
+
+
+def create_postgres_database(name: str) -> str:
+    """Create a fresh throwaway database and return its ``STORELOOP_DATABASE_URL``."""
+    drop_postgres_database(name)
+    _psql(f'CREATE DATABASE "{name}"')
+    return f"postgres://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+
+
+def drop_postgres_database(name: str) -> None:
+    # FORCE: a server killed mid-run may leave a backend behind for a moment.
+    _psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def storeloop_env(
+    data_dir: Path, *, port: int, web_workers: int, database_url: str | None = None
+) -> dict[str, str]:
+    """The server's environment: everything from a fresh data dir, nothing from the caller's ``var/``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STORELOOP_")}
+    env.update(
+        STORELOOP_DATA_DIR=str(data_dir),
+        STORELOOP_HOST="127.0.0.1",
+        STORELOOP_PORT=str(port),
+        STORELOOP_WEB_WORKERS=str(web_workers),
+        STORELOOP_DEBUG="false",
+        STORELOOP_LOG_LEVEL="WARNING",
+        DJANGO_SETTINGS_MODULE="storeloop.config.settings",
+    )
+    if database_url:
+        env["STORELOOP_DATABASE_URL"] = database_url
+    return env
+
+
+_DJANGO_PRELUDE = "import django, json, os, sys\ndjango.setup()\n"
+
+
+def run_django(env: dict[str, str], code: str, *, timeout: float = 300) -> str:
+    """Run ``code`` after ``django.setup()`` in a subprocess with ``env``; return its stdout."""
+    out = subprocess.run(
+        [PYTHON, "-c", _DJANGO_PRELUDE + code], env=env, cwd=ROOT, capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+    if out.returncode != 0:
+        raise RuntimeError(f"Django snippet failed ({out.returncode}):\n{out.stderr[-3000:]}")
+    return out.stdout
+
+
+def run_storeloop(env: dict[str, str], *args: str, timeout: float = 300) -> None:
+    # Output is swallowed: `setup` prints the generated admin password.
+    out = subprocess.run([STORELOOP, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"storeloop {' '.join(args)} failed ({out.returncode}):\n{out.stderr[-3000:]}")
+
+
+@contextlib.contextmanager
+def temp_data_dir(prefix: str = "storeloop-bench-") -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# --- the server under test --------------------------------------------------------------------
+
+
+class ServerProcess:
+    """A server started in its own session: its pid is its process group id, so ``os.killpg``
+    reaches the master and every worker it forked, and nothing else."""
+
+    def __init__(self, args: Sequence[str], env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.proc = subprocess.Popen(
+            list(args), env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    @property
+    def pgid(self) -> int:
+        return self.proc.pid
+
+    def wait_ready(self, url: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server not ready at {url} after {timeout:.0f}s:\n{self.log_tail()}")
+
+    def stop(self, *, hard: bool = False, timeout: float = 15.0) -> None:
+        """SIGTERM (graceful) or SIGKILL the whole group; SIGKILL anyway after ``timeout``."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pgid, signal.SIGKILL if hard else signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.pgid, signal.SIGKILL)
+                self.proc.wait()
+        # Workers may outlive a killed master for a moment; the group is ours alone.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pgid, signal.SIGKILL)
+        self._log.close()
+
+    def log_tail(self, chars: int = 3000) -> str:
+        self._log.flush()
+        return self.log_path.read_bytes()[-chars:].decode(errors="replace")
+
+
+# --- CPU accounting ---------------------------------------------------------------------------
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU of the live processes in process group ``pgid`` (from /proc)."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = Path(entry.path, "stat").read_bytes()
+        except OSError:
+            continue
+        fields = raw[raw.rfind(b")") + 2 :].split()  # after "pid (comm) "
+        if int(fields[2]) == pgid:  # field 5 of stat: pgrp
+            total += int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
+    return total / _CLK_TCK
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, summed over cores."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = values[3] + values[4]  # idle + iowait
+    total = sum(values)
+    return (total - idle) / _CLK_TCK, total / _CLK_TCK
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class CpuSample:
+    at: float
+    own: float
+    server: float
+    busy: float
+    total: float
+
+    @classmethod
+    def take(cls, server_pgid: int | None) -> CpuSample:
+        busy, total = machine_cpu_seconds()
+        return cls(
+            at=time.monotonic(),
+            own=own_cpu_seconds(),
+            server=group_cpu_seconds(server_pgid) if server_pgid else 0.0,
+            busy=busy,
+            total=total,
+        )
+
+
+# --- statistics -------------------------------------------------------------------------------
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Exact nearest-rank percentile (0 < q <= 100) of already sorted values."""
+    if not sorted_values:
+        return math.nan
+    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+# --- closed-loop HTTP load generator ----------------------------------------------------------
+
+
+class _HttpConnection(asyncio.Protocol):
+    """One HTTP/1.1 connection, one request in flight, response framed by Content-Length.
+
+    Deliberately minimal (status line, Content-Length, Connection) so the generator spends little
+    CPU on the cores it shares with the server. Reused while the server keeps it alive; gunicorn's
+    sync workers answer ``Connection: close``, so there every request gets a fresh connection, as
+    WooCommerce's HTTP/1.0 deliveries do.
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self._buf = bytearray()
+        self._waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        self._body_start = -1
+        self._need = -1
+        self._status = 0
+        self._must_close = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def request(self, data: bytes) -> asyncio.Future[tuple[int, bytes]]:
+        assert self.transport is not None
+        self._waiter = asyncio.get_running_loop().create_future()
+        self._buf.clear()
+        self._body_start = self._need = -1
+        self.transport.write(data)
+        return self._waiter
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        if self._body_start < 0:
+            end = self._buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self._buf[:end]).lower()
+            self._status = int(head[9:12])
+            self._body_start = end + 4
+            self._must_close = head.startswith(b"http/1.0") or b"\r\nconnection: close" in head
+            at = head.find(b"\r\ncontent-length:")
+            if at >= 0:
+                self._need = self._body_start + int(head[at + 17 : head.find(b"\r\n", at + 2)].strip() or 0)
+        if self._need >= 0 and len(self._buf) >= self._need:
+            self._finish(bytes(self._buf[self._body_start : self._need]))
+
+    def _finish(self, body: bytes) -> None:
+        waiter, self._waiter = self._waiter, None
+        if self._must_close and self.transport is not None:
+            # Close at once: gunicorn lingers until the client's FIN (close_graceful).
+            self.transport.close()
+            self.closed = True
+        if waiter is not None and not waiter.done():
+            waiter.set_result((self._status, body))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        if self._body_start >= 0 and self._need < 0:  # no Content-Length: the body ends at EOF
+            self._finish(bytes(self._buf[self._body_start :]))
+        else:
+            waiter.set_exception(exc or ConnectionResetError("connection closed before the response"))
+
+
+@dataclass
+class PhaseSpec:
+    """One load phase: ``warmup`` seconds unrecorded, then ``seconds`` measured."""
+
+    name: str
+    warmup: float
+    seconds: float
+    concurrency: int
+    # Request number -> raw request bytes; numbers count up from ``first_number``.
+    request: Callable[[int], bytes]
+    # Whether a 200 body counts as success (e.g. "accepted", not "duplicate").
+    accept: Callable[[bytes], bool] = lambda body: True
+    timeout: float = 30.0
+    first_number: int = 0
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    seconds: float
+    concurrency: int
+    ok_in_window: int = 0
+    latencies_ms: array.array[float] = field(default_factory=lambda: array.array("d"))
+    # Every successful request number, warm-up and drain included (for durability checks).
+    ok_numbers: array.array[int] = field(default_factory=lambda: array.array("q"))
+    # Anything but a successful 200, over the whole phase: "HTTP 503", "200 not accepted", errors.
+    failures: Counter[str] = field(default_factory=Counter)
+    client_cpu_s: float = 0.0
+    server_cpu_s: float = 0.0
+    machine_busy_s: float = 0.0
+    machine_total_s: float = 0.0
+
+    @property
+    def ok_total(self) -> int:
+        return len(self.ok_numbers)
+
+    @property
+    def rate(self) -> float:
+        return self.ok_in_window / self.seconds
+
+    def summary(self) -> dict[str, Any]:
+        lat = sorted(self.latencies_ms)
+        n = self.ok_in_window or 1
+        return {
+            "per_s": round(self.rate, 1),
+            "requests_in_window": self.ok_in_window,
+            "ok_total": self.ok_total,
+            "failures": dict(self.failures),
+            "p50_ms": round(percentile(lat, 50), 2),
+            "p90_ms": round(percentile(lat, 90), 2),
+            "p99_ms": round(percentile(lat, 99), 2),
+            "max_ms": round(lat[-1], 2) if lat else math.nan,
+            "mean_ms": round(sum(lat) / len(lat), 2) if lat else math.nan,
+            "client_cpu_ms_per_req": round(1000 * self.client_cpu_s / n, 3),
+            "server_cpu_ms_per_req": round(1000 * self.server_cpu_s / n, 3),
+            "machine_busy_pct": round(100 * self.machine_busy_s / self.machine_total_s, 1)
+            if self.machine_total_s
+            else math.nan,
+        }
+
+
+async def _run_phase(host: str, port: int, spec: PhaseSpec, server_pgid: int | None) -> PhaseResult:
+    loop = asyncio.get_running_loop()
+    numbers = itertools.count(spec.first_number)
+    result = PhaseResult(name=spec.name, seconds=spec.seconds, concurrency=spec.concurrency)
+    t_measure = time.monotonic() + spec.warmup
+    t_end = t_measure + spec.seconds
+    samples: dict[str, CpuSample] = {}
+    # Taken from timers so the window is exact whatever the slots are doing.
+    loop.call_at(t_measure, lambda: samples.__setitem__("start", CpuSample.take(server_pgid)))
+    loop.call_at(t_end, lambda: samples.__setitem__("end", CpuSample.take(server_pgid)))
+
+    async def slot() -> None:
+        conn: _HttpConnection | None = None
+        while (t0 := time.monotonic()) < t_end:
+            number = next(numbers)
+            data = spec.request(number)
+            try:
+                if conn is None or conn.closed:
+                    _, conn = await loop.create_connection(_HttpConnection, host, port)
+                status, body = await asyncio.wait_for(conn.request(data), spec.timeout)
+            except (OSError, TimeoutError) as exc:
+                result.failures[f"error {type(exc).__name__}"] += 1
+                if conn is not None and conn.transport is not None:
+                    conn.transport.abort()
+                conn = None
+                await asyncio.sleep(0.01)
+                continue
+            t1 = time.monotonic()
+            if status != 200:
+                result.failures[f"HTTP {status}"] += 1
+            elif not spec.accept(body):
+                result.failures["200 not accepted"] += 1
+            else:
+                result.ok_numbers.append(number)
+                if t_measure <= t1 < t_end:
+                    result.ok_in_window += 1
+                    result.latencies_ms.append((t1 - t0) * 1000)
+        if conn is not None and conn.transport is not None and not conn.closed:
+            conn.transport.close()
+
+    await asyncio.gather(*(slot() for _ in range(spec.concurrency)))
+    start, end = samples["start"], samples["end"]
+    result.seconds = end.at - start.at
+    result.client_cpu_s = end.own - start.own
+    result.server_cpu_s = end.server - start.server
+    result.machine_busy_s = end.busy - start.busy
+    result.machine_total_s = end.total - start.total
+    return result
+
+
+def run_phases(host: str, port: int, specs: Sequence[PhaseSpec], *, server_pgid: int | None = None) -> list[PhaseResult]:
+    """Run phases one after another against ``host:port``; call this in the generator process.
+
+    Closed loop: ``concurrency`` slots each send a request, wait for the whole answer, then send
+    the next. Latency is from just before connecting to the last byte of the answer; rate and
+    latency count the answers that complete inside the measured window. GC is off while sending
+    so a collection pause does not show up as server latency.
+    """
+    results = []
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        for spec in specs:
+            results.append(asyncio.run(_run_phase(host, port, spec, server_pgid)))
+    finally:
+        gc.enable()
+    return results
+
+
+# --- machine and output -----------------------------------------------------------------------
+
+
+def machine_info() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_kb = 0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        mem_kb = int(Path("/proc/meminfo").read_text().split("\n", 1)[0].split()[1])
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
+
+
+def print_json_line(figures: dict[str, Any]) -> None:
+    """Every benchmark ends its output with one line of JSON holding its figures."""
+    print(json.dumps(figures, separators=(",", ":"), default=str), flush=True)
