@@ -7,10 +7,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from conftest import ApiClient
 from django.db import transaction
 from django.test import Client
 
-from conftest import ApiClient
 from storeloop.contacts.services import PersonData, resolve_contact
 from storeloop.orders.models import Order, OrderLine
 
@@ -18,22 +18,48 @@ pytestmark = pytest.mark.django_db
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 
 
-def make_order(store: Any, external_id: int, *, status: str = "processing", minutes: int = 0,
-               email: str = "ann@example.com") -> Order:
+def make_order(
+    store: Any,
+    external_id: int,
+    *,
+    status: str = "processing",
+    minutes: int = 0,
+    email: str = "ann@example.com",
+) -> Order:
     with transaction.atomic():
         contact = resolve_contact(store, PersonData.from_raw(email=email, phone="07700 900123", country="GB"))
         order = Order.objects.create(
-            store=store, external_id=external_id, number=str(external_id), contact=contact, status=status,
-            currency="EUR", total=Decimal("42.50"), payment_method="cod", is_cod=True,
-            date_created=T0, date_modified=T0 + dt.timedelta(minutes=minutes),
+            store=store,
+            external_id=external_id,
+            number=str(external_id),
+            contact=contact,
+            status=status,
+            currency="EUR",
+            total=Decimal("42.50"),
+            payment_method="cod",
+            is_cod=True,
+            date_created=T0,
+            date_modified=T0 + dt.timedelta(minutes=minutes),
         )
-        OrderLine.objects.create(order=order, external_id=external_id * 10, product_external_id=93, name="Mug",
-                                 quantity=2, subtotal=Decimal("40.00"), total=Decimal("40.00"))
+        OrderLine.objects.create(
+            order=order,
+            external_id=external_id * 10,
+            product_external_id=93,
+            name="Mug",
+            quantity=2,
+            subtotal=Decimal("40.00"),
+            total=Decimal("40.00"),
+        )
     return order
 
 
-ENDPOINTS = ["/api/v1/orders", "/api/v1/contacts", "/api/v1/inbox", "/api/v1/system/health",
-             "/api/v1/system/tasks/failed"]
+ENDPOINTS = [
+    "/api/v1/orders",
+    "/api/v1/contacts",
+    "/api/v1/inbox",
+    "/api/v1/system/health",
+    "/api/v1/system/tasks/failed",
+]
 
 
 @pytest.mark.parametrize("path", ENDPOINTS)
@@ -61,7 +87,8 @@ def test_revoked_key_is_denied(store: Any) -> None:
 def test_order_shape(api: ApiClient, store: Any) -> None:
     order = make_order(store, 727)
     body = api.get("/api/v1/orders").json()
-    assert body["count"] == 1 and body["next_offset"] is None
+    assert body["count"] == 1
+    assert body["next_offset"] is None
     item = body["items"][0]
     assert item["id"] == order.pk
     assert item["external_id"] == 727
@@ -71,20 +98,31 @@ def test_order_shape(api: ApiClient, store: Any) -> None:
     assert item["date_created"] == "2026-03-01T12:00:00Z"
     assert item["payment_method"] == "cod"
     assert item["contact"] == {"id": order.contact_id, "email": "ann@example.com", "phone": "+447700900123"}
-    assert item["lines"] == [{"product_external_id": 93, "name": "Mug", "sku": "", "quantity": 2, "total": "40.00"}]
+    assert item["lines"] == [
+        {"product_external_id": 93, "name": "Mug", "sku": "", "quantity": 2, "total": "40.00"}
+    ]
     detail = api.get(f"/api/v1/orders/{order.pk}").json()
-    assert detail["external_id"] == 727 and detail["refunds"] == []
+    assert detail["external_id"] == 727
+    assert detail["refunds"] == []
 
 
 def test_order_filters_and_pagination(api: ApiClient, store: Any) -> None:
     for n in range(1, 6):
         make_order(store, n, status="completed" if n % 2 else "processing", minutes=n)
-    assert [o["external_id"] for o in api.get("/api/v1/orders", status="completed").json()["items"]] == [5, 3, 1]
+    assert [o["external_id"] for o in api.get("/api/v1/orders", status="completed").json()["items"]] == [
+        5,
+        3,
+        1,
+    ]
     assert [o["external_id"] for o in api.get("/api/v1/orders", external_id=4).json()["items"]] == [4]
     after = (T0 + dt.timedelta(minutes=3)).isoformat()
-    assert [o["external_id"] for o in api.get("/api/v1/orders", modified_after=after).json()["items"]] == [5, 4]
+    assert [o["external_id"] for o in api.get("/api/v1/orders", modified_after=after).json()["items"]] == [
+        5,
+        4,
+    ]
     page = api.get("/api/v1/orders", limit=2, offset=2).json()
-    assert page["count"] == 5 and page["next_offset"] == 4
+    assert page["count"] == 5
+    assert page["next_offset"] == 4
     assert [o["external_id"] for o in page["items"]] == [3, 2]
 
 
@@ -118,7 +156,8 @@ def test_contacts_list_and_detail(api: ApiClient, store: Any) -> None:
     assert listing["items"][0]["order_count"] == 1
     detail = api.get(f"/api/v1/contacts/{order.contact_id}").json()
     assert sorted((i["kind"], i["value"]) for i in detail["identities"]) == [
-        ("email", "ann@example.com"), ("phone", "+447700900123"),
+        ("email", "ann@example.com"),
+        ("phone", "+447700900123"),
     ]
     assert api.get("/api/v1/contacts", email="ANN@example.com ").json()["count"] == 1
 
@@ -128,14 +167,18 @@ def test_merge_through_the_api(api: ApiClient, store: Any) -> None:
     with transaction.atomic():
         b = resolve_contact(store, PersonData.from_raw(email="b@example.com", phone=None, country="GB"))
     assert b is not None
-    response = api.post(f"/api/v1/contacts/{a.contact_id}/merge", {"source_id": b.pk, "reason": "same person"})
+    response = api.post(
+        f"/api/v1/contacts/{a.contact_id}/merge", {"source_id": b.pk, "reason": "same person"}
+    )
     assert response.status_code == 200
     assert response.json()["moved_identities"] == 1
     missing_reason = api.post(f"/api/v1/contacts/{a.contact_id}/merge", {"source_id": b.pk})
     assert missing_reason.status_code == 422
 
 
-def test_health_shows_queue_and_only_this_stores_webhooks(api: ApiClient, store: Any, other_store: Any) -> None:
+def test_health_shows_queue_and_only_this_stores_webhooks(
+    api: ApiClient, store: Any, other_store: Any
+) -> None:
     from storeloop.stores.models import StoreWebhook
 
     StoreWebhook.objects.create(store=store, topic="order.updated", external_id=1, state="disabled")
@@ -157,5 +200,6 @@ def test_openapi_and_docs_are_served() -> None:
     schema = Client().get("/api/v1/openapi.json")
     assert schema.status_code == 200
     paths = schema.json()["paths"]
-    assert "/api/v1/orders" in paths and "/api/v1/orders/{order_id}" in paths
+    assert "/api/v1/orders" in paths
+    assert "/api/v1/orders/{order_id}" in paths
     assert Client().get("/api/v1/docs").status_code == 200

@@ -28,7 +28,10 @@ def start_worker(db_url: str, *extra: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "STORELOOP_DATABASE_URL": db_url, "STORELOOP_LOG_LEVEL": "WARNING"}
     return subprocess.Popen(
         [sys.executable, "-m", "storeloop.cli.main", "worker", "--interval", "0.05", *extra],
-        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
 
 

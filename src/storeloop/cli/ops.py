@@ -18,7 +18,9 @@ def register(sub: Any) -> None:
     worker = sub.add_parser("worker", help="run a task worker (several may run, on several machines)")
     worker.add_argument("--queues", default="*", help=f"comma-separated queues or * (known: {ALL_QUEUES})")
     worker.add_argument("--interval", type=float, default=0.5, help="seconds to wait when the queue is empty")
-    worker.add_argument("--lease-seconds", type=float, help="task lease length (default STORELOOP_TASK_LEASE_SECONDS)")
+    worker.add_argument(
+        "--lease-seconds", type=float, help="task lease length (default STORELOOP_TASK_LEASE_SECONDS)"
+    )
     worker.add_argument("--max-tasks", type=int, help="exit after this many tasks")
     worker.add_argument("--batch", action="store_true", help="drain the queue, then exit")
     worker.add_argument("--worker-id", help="unique id (default: random)")
@@ -59,8 +61,9 @@ def register(sub: Any) -> None:
 
     keys = sub.add_parser("keys", help="encryption keys for secrets at rest")
     ksub = keys.add_subparsers(dest="keys_command", metavar="<action>", required=True)
-    rotate = ksub.add_parser("rotate", help="re-encrypt every stored secret with the first key in "
-                             "STORELOOP_ENCRYPTION_KEYS")
+    rotate = ksub.add_parser(
+        "rotate", help="re-encrypt every stored secret with the first key in STORELOOP_ENCRYPTION_KEYS"
+    )
     rotate.set_defaults(handler=_keys_rotate)
 
 
@@ -140,15 +143,24 @@ def _tasks_failed(args: argparse.Namespace) -> int:
     from storeloop.system.selectors import dead_letters
 
     rows = [
-        {"id": str(t.id), "task": t.task_path, "queue": t.queue_name, "attempts": len(t.worker_ids),
-         "error": t.exception_class_path, "finished_at": t.finished_at}
+        {
+            "id": str(t.id),
+            "task": t.task_path,
+            "queue": t.queue_name,
+            "attempts": len(t.worker_ids),
+            "error": t.exception_class_path,
+            "finished_at": t.finished_at,
+        }
         for t in dead_letters()[: args.limit]
     ]
     if args.json:
         print_json(rows)
     else:
-        print_table("Dead letters", ["id", "task", "attempts", "error", "finished"],
-                    [[r["id"], r["task"], r["attempts"], r["error"], r["finished_at"]] for r in rows])
+        print_table(
+            "Dead letters",
+            ["id", "task", "attempts", "error", "finished"],
+            [[r["id"], r["task"], r["attempts"], r["error"], r["finished_at"]] for r in rows],
+        )
     return 0
 
 
@@ -180,13 +192,26 @@ def _inbox_list(args: argparse.Namespace) -> int:
         qs = qs.filter(store_id=args.store)
     if args.status:
         qs = qs.filter(status=args.status)
-    rows = [{"id": r.pk, "store": r.store_id, "topic": r.topic, "status": r.status, "outcome": r.outcome,
-             "attempts": r.attempts, "received_at": r.received_at} for r in qs[: args.limit]]
+    rows = [
+        {
+            "id": r.pk,
+            "store": r.store_id,
+            "topic": r.topic,
+            "status": r.status,
+            "outcome": r.outcome,
+            "attempts": r.attempts,
+            "received_at": r.received_at,
+        }
+        for r in qs[: args.limit]
+    ]
     if args.json:
         print_json(rows)
     else:
-        print_table("Inbox", ["id", "store", "topic", "status", "outcome", "received"],
-                    [[r["id"], r["store"], r["topic"], r["status"], r["outcome"], r["received_at"]] for r in rows])
+        print_table(
+            "Inbox",
+            ["id", "store", "topic", "status", "outcome", "received"],
+            [[r["id"], r["store"], r["topic"], r["status"], r["outcome"], r["received_at"]] for r in rows],
+        )
     return 0
 
 
@@ -196,7 +221,9 @@ def _inbox_replay(args: argparse.Namespace) -> int:
 
     ids = list(args.ids)
     if args.failed:
-        ids += list(InboxDelivery.objects.filter(status=InboxDelivery.Status.FAILED).values_list("pk", flat=True))
+        ids += list(
+            InboxDelivery.objects.filter(status=InboxDelivery.Status.FAILED).values_list("pk", flat=True)
+        )
     if not ids:
         console.print("Nothing to replay: give delivery ids or --failed.")
         return 2

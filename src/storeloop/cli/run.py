@@ -18,7 +18,7 @@ import httpx
 from storeloop.cli.output import console
 
 DEMO_KEY = "ck_demo_storeloop"
-DEMO_SECRET = "cs_demo_storeloop"
+DEMO_SECRET = "cs_demo_storeloop"  # noqa: S105  (the bundled demo shop only)
 
 
 def register(sub: Any) -> None:
@@ -66,13 +66,22 @@ def _web(args: argparse.Namespace) -> int:
 
     workers = args.workers or settings.WEB_WORKERS
     cmd = [
-        sys.executable, "-m", "gunicorn", "storeloop.config.wsgi:application",
-        "--bind", f"{settings.HOST}:{settings.PORT}",
-        "--workers", str(workers),
-        "--worker-tmp-dir", "/dev/shm" if Path("/dev/shm").is_dir() else "/tmp",  # noqa: S108
-        "--access-logfile", "-" if settings.DEBUG else "/dev/null",
-        "--graceful-timeout", "10",
-        "--keep-alive", "5",
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "storeloop.config.wsgi:application",
+        "--bind",
+        f"{settings.HOST}:{settings.PORT}",
+        "--workers",
+        str(workers),
+        "--worker-tmp-dir",
+        "/dev/shm" if Path("/dev/shm").is_dir() else "/tmp",  # noqa: S108
+        "--access-logfile",
+        "-" if settings.DEBUG else "/dev/null",
+        "--graceful-timeout",
+        "10",
+        "--keep-alive",
+        "5",
     ]
     os.execvp(cmd[0], cmd)  # noqa: S606  (replace this process: signals go straight to gunicorn)
     return 0  # pragma: no cover
@@ -170,26 +179,46 @@ def _run(args: argparse.Namespace) -> int:
             console.print("[red]The web server did not come up; see the log above.[/red]")
             return 1
         if demo:
-            shop = _spawn([
-                sys.executable, "-m", "storeloop.integrations.woocommerce.fake",
-                "--host", "127.0.0.1", "--port", str(settings.DEMO_PORT), "--initial-orders", "200",
-                "--orders-per-minute", "12", "--consumer-key", DEMO_KEY, "--consumer-secret", DEMO_SECRET,
-            ])
+            shop = _spawn(
+                [
+                    sys.executable,
+                    "-m",
+                    "storeloop.integrations.woocommerce.fake",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(settings.DEMO_PORT),
+                    "--initial-orders",
+                    "200",
+                    "--orders-per-minute",
+                    "12",
+                    "--consumer-key",
+                    DEMO_KEY,
+                    "--consumer-secret",
+                    DEMO_SECRET,
+                ]
+            )
             children.append(shop)
             shop_url = f"http://127.0.0.1:{settings.DEMO_PORT}"
-            if not _wait_http(f"{shop_url}/wp-json/wc/v3/orders?consumer_key={DEMO_KEY}&consumer_secret={DEMO_SECRET}&per_page=1"):
+            if not _wait_http(
+                f"{shop_url}/wp-json/wc/v3/orders?consumer_key={DEMO_KEY}&consumer_secret={DEMO_SECRET}&per_page=1"
+            ):
                 console.print("[red]The demo shop did not start.[/red]")
                 return 1
             store_id = _connect_demo_store(shop_url)
             connections.close_all()
-            console.print(f"[bold]Demo shop[/bold] at {shop_url} connected as store {store_id}; "
-                          "orders arrive every few seconds.")
-        console.print(f"[bold green]Storeloop is running[/bold green] at {base}/  "
-                      f"admin {base}/admin/  API docs {base}/api/v1/docs  (Ctrl-C to stop)")
+            console.print(
+                f"[bold]Demo shop[/bold] at {shop_url} connected as store {store_id}; "
+                "orders arrive every few seconds."
+            )
+        console.print(
+            f"[bold green]Storeloop is running[/bold green] at {base}/  "
+            f"admin {base}/admin/  API docs {base}/api/v1/docs  (Ctrl-C to stop)"
+        )
         while not stopping:
             for child in children:
                 if child.poll() is not None:
-                    console.print(f"[red]A process exited ({json.dumps(child.args[-1])}); stopping.[/red]")
+                    console.print(f"[red]A process exited ({json.dumps(str(child.args))}); stopping.[/red]")
                     return 1
             time.sleep(0.5)
         return 0

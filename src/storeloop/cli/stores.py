@@ -18,12 +18,19 @@ def register(sub: Any) -> None:
     add.add_argument("--consumer-key", required=True, help="WooCommerce REST consumer key (ck_…)")
     add.add_argument("--consumer-secret", required=True, help="WooCommerce REST consumer secret (cs_…)")
     add.add_argument("--webhook-secret", help="secret for webhook signatures (default: generated)")
-    add.add_argument("--auth", choices=["basic", "query"], default="basic",
-                     help="basic = HTTP Basic over HTTPS; query = keys in the query string for servers "
-                          "that drop the Authorization header")
+    add.add_argument(
+        "--auth",
+        choices=["basic", "query"],
+        default="basic",
+        help="basic = HTTP Basic over HTTPS; query = keys in the query string for servers "
+        "that drop the Authorization header",
+    )
     add.add_argument("--no-register", action="store_true", help="do not create webhooks on the shop")
-    add.add_argument("--import-history", action="store_true",
-                     help="let reconciliation import every past order (default: only the last 24 hours)")
+    add.add_argument(
+        "--import-history",
+        action="store_true",
+        help="let reconciliation import every past order (default: only the last 24 hours)",
+    )
     add.add_argument("--json", action="store_true", help="print the result as JSON")
     add.set_defaults(handler=_add)
 
@@ -99,8 +106,11 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         print_json(stores)
     else:
-        print_table("Stores", ["id", "name", "url", "demo", "last reconciled"],
-                    [[s["id"], s["name"], s["url"], s["is_demo"], s["last_reconciled_at"]] for s in stores])
+        print_table(
+            "Stores",
+            ["id", "name", "url", "demo", "last reconciled"],
+            [[s["id"], s["name"], s["url"], s["is_demo"], s["last_reconciled_at"]] for s in stores],
+        )
     return 0
 
 
@@ -130,7 +140,9 @@ def _reconcile(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.as_dict())
     else:
-        console.print(f"Fetched {result.fetched} orders: {dict(result.outcomes)}; watermark {result.watermark}")
+        console.print(
+            f"Fetched {result.fetched} orders: {dict(result.outcomes)}; watermark {result.watermark}"
+        )
         if result.webhooks_repaired:
             console.print(f"[yellow]Repaired webhooks:[/yellow] {', '.join(result.webhooks_repaired)}")
     return 0
@@ -154,13 +166,25 @@ def _key_list(args: argparse.Namespace) -> int:
     qs = ApiKey.objects.order_by("id")
     if args.store:
         qs = qs.filter(store_id=args.store)
-    rows = [{"prefix": k.prefix, "name": k.name, "store": k.store_id, "created_at": k.created_at,
-             "last_used_at": k.last_used_at, "revoked_at": k.revoked_at} for k in qs]
+    rows = [
+        {
+            "prefix": k.prefix,
+            "name": k.name,
+            "store": k.store_id,
+            "created_at": k.created_at,
+            "last_used_at": k.last_used_at,
+            "revoked_at": k.revoked_at,
+        }
+        for k in qs
+    ]
     if args.json:
         print_json(rows)
     else:
-        print_table("API keys", ["prefix", "name", "store", "last used", "revoked"],
-                    [[r["prefix"], r["name"], r["store"], r["last_used_at"], r["revoked_at"]] for r in rows])
+        print_table(
+            "API keys",
+            ["prefix", "name", "store", "last used", "revoked"],
+            [[r["prefix"], r["name"], r["store"], r["last_used_at"], r["revoked_at"]] for r in rows],
+        )
     return 0
 
 

@@ -14,8 +14,16 @@ from storeloop.orders.tasks import reconcile_all_stores
 def recurring_jobs() -> list[RecurringJob]:
     return [
         # The reaper runs inside the scheduler process: it must work when every worker is dead.
-        RecurringJob("reap_expired_leases", every_seconds=max(5, settings.TASK_LEASE_SECONDS // 4), inline=reap_expired_leases),
-        RecurringJob("reconcile_all_stores", every_seconds=settings.RECONCILE_INTERVAL_SECONDS, task=reconcile_all_stores),
+        RecurringJob(
+            "reap_expired_leases",
+            every_seconds=max(5, settings.TASK_LEASE_SECONDS // 4),
+            inline=reap_expired_leases,
+        ),
+        RecurringJob(
+            "reconcile_all_stores",
+            every_seconds=settings.RECONCILE_INTERVAL_SECONDS,
+            task=reconcile_all_stores,
+        ),
         RecurringJob("prune_task_rows", every_seconds=6 * 3600, task=prune_task_rows),
         RecurringJob("prune_inbox", every_seconds=6 * 3600, task=prune_inbox),
     ]

@@ -127,7 +127,9 @@ def _attach_identities(store: Store, contact: Contact, person: PersonData) -> se
     """Attach the identities nobody holds yet; returns those already held."""
     wanted = person.identities()
     existing = set(
-        ContactIdentity.objects.filter(store=store, value__in=[v for _, v in wanted]).values_list("kind", "value")
+        ContactIdentity.objects.filter(store=store, value__in=[v for _, v in wanted]).values_list(
+            "kind", "value"
+        )
     ) & set(wanted)
     for kind, value in person.identities():
         if (kind, value) in existing:
@@ -165,12 +167,17 @@ def merge_contacts(*, store: Store, source_id: int, target_id: int, reason: str,
     if not reason.strip():
         raise ValidationError("a merge needs a reason", code="merge_reason_required")
     with transaction.atomic(durable=True):
-        contacts = {c.pk: c for c in Contact.objects.select_for_update().filter(store=store, pk__in=[source_id, target_id])}
+        contacts = {
+            c.pk: c
+            for c in Contact.objects.select_for_update().filter(store=store, pk__in=[source_id, target_id])
+        }
         if len(contacts) != 2:
             raise ValidationError("both contacts must exist in this store", code="merge_contact_not_found")
         source, target = contacts[source_id], contacts[target_id]
         if source.merged_into_id is not None or target.merged_into_id is not None:
-            raise ValidationError("a contact that was merged away cannot take part in a merge", code="merge_stale")
+            raise ValidationError(
+                "a contact that was merged away cannot take part in a merge", code="merge_stale"
+            )
         moved_identities = ContactIdentity.objects.filter(contact=source).update(contact=target)
         moved_orders = Order.objects.filter(store=store, contact=source).update(contact=target)
         source.merged_into = target

@@ -14,8 +14,18 @@ from storeloop.core.tasks.worker import retry_dead_letter
 class DeadLetterAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("id", "task_path", "queue_name", "finished_at", "exception_class_path")
     list_filter = ("queue_name", "task_path")
-    readonly_fields = ("id", "task_path", "queue_name", "args_kwargs", "worker_ids", "enqueued_at",
-                       "started_at", "finished_at", "exception_class_path", "traceback")
+    readonly_fields = (
+        "id",
+        "task_path",
+        "queue_name",
+        "args_kwargs",
+        "worker_ids",
+        "enqueued_at",
+        "started_at",
+        "finished_at",
+        "exception_class_path",
+        "traceback",
+    )
     exclude = ("return_value", "status", "priority", "backend_name", "run_after")
     actions = ["retry"]
 

@@ -14,11 +14,15 @@ T = TypeVar("T")
 
 def paginate(qs: QuerySet[Any], *, limit: int, offset: int) -> tuple[list[Any], int, int | None]:
     if not 1 <= limit <= MAX_LIMIT:
-        raise ValidationError(f"limit must be between 1 and {MAX_LIMIT}", code="invalid_limit",
-                              details=[{"field": "limit", "error": f"1..{MAX_LIMIT}"}])
+        raise ValidationError(
+            f"limit must be between 1 and {MAX_LIMIT}",
+            code="invalid_limit",
+            details=[{"field": "limit", "error": f"1..{MAX_LIMIT}"}],
+        )
     if offset < 0:
-        raise ValidationError("offset must be 0 or more", code="invalid_offset",
-                              details=[{"field": "offset", "error": ">= 0"}])
+        raise ValidationError(
+            "offset must be 0 or more", code="invalid_offset", details=[{"field": "offset", "error": ">= 0"}]
+        )
     count = qs.count()
     items = list(qs[offset : offset + limit])
     next_offset = offset + limit if offset + limit < count else None

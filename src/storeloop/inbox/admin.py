@@ -14,8 +14,20 @@ class InboxDeliveryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_filter = ("status", "source", "topic", "store")
     search_fields = ("=delivery_id",)
     exclude = ("body",)
-    readonly_fields = ("source", "store", "topic", "delivery_id", "webhook_id", "body_hash", "received_at",
-                       "status", "outcome", "attempts", "last_error", "processed_at")
+    readonly_fields = (
+        "source",
+        "store",
+        "topic",
+        "delivery_id",
+        "webhook_id",
+        "body_hash",
+        "received_at",
+        "status",
+        "outcome",
+        "attempts",
+        "last_error",
+        "processed_at",
+    )
     actions = ["replay"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -51,9 +51,17 @@ class DeliveryPage(Schema):
 
 @router.get("", response=DeliveryPage, summary="Recent webhook deliveries and their processing state")
 def list_deliveries(
-    request: HttpRequest, status: str | None = None, topic: str | None = None, limit: int = 50, offset: int = 0
+    request: HttpRequest,
+    status: str | None = None,
+    topic: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
 ) -> DeliveryPage:
-    qs = InboxDelivery.objects.filter(store=request_store(request)).defer("body").order_by("-received_at", "-id")
+    qs = (
+        InboxDelivery.objects.filter(store=request_store(request))
+        .defer("body")
+        .order_by("-received_at", "-id")
+    )
     if status:
         qs = qs.filter(status=status)
     if topic:

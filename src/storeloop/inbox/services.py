@@ -69,7 +69,9 @@ def process_delivery(delivery_pk: int) -> str:
     InboxDelivery.objects.filter(pk=row.pk).update(attempts=row.attempts + 1)
     if handler is None:
         InboxDelivery.objects.filter(pk=row.pk).update(
-            status=InboxDelivery.Status.IGNORED, outcome="no handler for this topic", processed_at=timezone.now()
+            status=InboxDelivery.Status.IGNORED,
+            outcome="no handler for this topic",
+            processed_at=timezone.now(),
         )
         return InboxDelivery.Status.IGNORED
     try:
@@ -125,4 +127,3 @@ def prune_processed() -> int:
         status__in=[InboxDelivery.Status.PROCESSED, InboxDelivery.Status.IGNORED], received_at__lt=cutoff
     ).delete()
     return deleted
-

@@ -38,8 +38,9 @@ def _webhook_secret(store_id: int) -> str | None:
     if row is None:
         _secrets.pop(store_id, None)
         return None
-    _secrets[store_id] = (row.webhook_secret, time.monotonic() + _SECRET_TTL)
-    return row.webhook_secret
+    secret = str(row.webhook_secret)
+    _secrets[store_id] = (secret, time.monotonic() + _SECRET_TTL)
+    return secret
 
 
 def _is_ping(request: HttpRequest, body: bytes) -> bool:

@@ -22,8 +22,17 @@ class OrderRefundInline(admin.TabularInline):  # type: ignore[type-arg]
 
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ("external_id", "store", "status", "total", "currency", "payment_method", "is_cod",
-                    "date_created", "date_modified")
+    list_display = (
+        "external_id",
+        "store",
+        "status",
+        "total",
+        "currency",
+        "payment_method",
+        "is_cod",
+        "date_created",
+        "date_modified",
+    )
     list_filter = ("store", "status", "is_cod", "currency")
     search_fields = ("=external_id", "number")
     date_hierarchy = "date_created"

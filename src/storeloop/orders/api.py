@@ -37,4 +37,6 @@ def list_orders(
 
 @router.get("/{order_id}", response=OrderDetailOut, summary="One order with lines, refunds and addresses")
 def get_order(request: HttpRequest, order_id: int) -> OrderDetailOut:
-    return OrderDetailOut.from_order_detail(order_get_for_store(store=request_store(request), order_id=order_id))
+    return OrderDetailOut.from_order_detail(
+        order_get_for_store(store=request_store(request), order_id=order_id)
+    )

@@ -6,13 +6,18 @@ Money is Decimal with its currency; times are UTC. ``date_modified`` (the shop's
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 
 from storeloop.contacts.models import Contact
 from storeloop.core.models import TimeStampedModel
 from storeloop.stores.models import Store
 
-MONEY = {"max_digits": 18, "decimal_places": 4}
+
+def money_field(**kwargs: Any) -> models.DecimalField[Any, Any]:
+    """Money column: 4 decimals hold every currency's minor unit (KWD has 3) without rounding."""
+    return models.DecimalField(max_digits=18, decimal_places=4, **kwargs)
 
 
 class Product(TimeStampedModel):
@@ -22,7 +27,7 @@ class Product(TimeStampedModel):
     sku = models.CharField(max_length=200, blank=True, default="")
     product_type = models.CharField(max_length=40, blank=True, default="")
     status = models.CharField(max_length=40, blank=True, default="")
-    price = models.DecimalField(**MONEY, null=True, blank=True)
+    price = money_field(null=True, blank=True)
     date_modified = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
 
@@ -45,11 +50,11 @@ class Order(TimeStampedModel):
     woo_customer_id = models.BigIntegerField(default=0)
     status = models.CharField(max_length=40, db_index=True)
     currency = models.CharField(max_length=3)
-    total = models.DecimalField(**MONEY)
-    total_tax = models.DecimalField(**MONEY, default=0)
-    shipping_total = models.DecimalField(**MONEY, default=0)
-    discount_total = models.DecimalField(**MONEY, default=0)
-    refunded_total = models.DecimalField(**MONEY, default=0)
+    total = money_field()
+    total_tax = money_field(default=0)
+    shipping_total = money_field(default=0)
+    discount_total = money_field(default=0)
+    refunded_total = money_field(default=0)
     payment_method = models.CharField(max_length=100, blank=True, default="")
     payment_method_title = models.CharField(max_length=200, blank=True, default="")
     is_cod = models.BooleanField(default=False)
@@ -87,9 +92,9 @@ class OrderLine(models.Model):
     name = models.CharField(max_length=500)
     sku = models.CharField(max_length=200, blank=True, default="")
     quantity = models.IntegerField()
-    subtotal = models.DecimalField(**MONEY)
-    total = models.DecimalField(**MONEY)
-    total_tax = models.DecimalField(**MONEY, default=0)
+    subtotal = money_field()
+    total = money_field()
+    total_tax = money_field(default=0)
 
     class Meta:
         constraints = [
@@ -104,7 +109,7 @@ class OrderRefund(models.Model):
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="refunds")
     external_id = models.BigIntegerField()
     reason = models.CharField(max_length=500, blank=True, default="")
-    amount = models.DecimalField(**MONEY, help_text="Positive amount refunded")
+    amount = money_field(help_text="Positive amount refunded")
 
     class Meta:
         constraints = [

@@ -35,7 +35,9 @@ def store_webhook_health(store: Store) -> dict[str, Any]:
             }
             for h in hooks
         ],
-        "inbox_pending": InboxDelivery.objects.filter(store=store, status=InboxDelivery.Status.RECEIVED).count(),
+        "inbox_pending": InboxDelivery.objects.filter(
+            store=store, status=InboxDelivery.Status.RECEIVED
+        ).count(),
         "inbox_failed": InboxDelivery.objects.filter(store=store, status=InboxDelivery.Status.FAILED).count(),
     }
 
@@ -45,4 +47,5 @@ def system_health(stores: list[Store]) -> dict[str, Any]:
 
 
 def dead_letters() -> QuerySet[DBTaskResult]:
-    return DBTaskResult.objects.filter(status=TaskResultStatus.FAILED).order_by("-finished_at")
+    failed: QuerySet[DBTaskResult] = DBTaskResult.objects.filter(status=TaskResultStatus.FAILED)
+    return failed.order_by("-finished_at")

@@ -5,61 +5,116 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('stores', '0001_initial'),
+        ("stores", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Contact',
+            name="Contact",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('email', models.CharField(blank=True, default='', max_length=320)),
-                ('phone', models.CharField(blank=True, default='', help_text='E.164', max_length=20)),
-                ('woo_customer_id', models.BigIntegerField(blank=True, null=True)),
-                ('first_name', models.CharField(blank=True, default='', max_length=200)),
-                ('last_name', models.CharField(blank=True, default='', max_length=200)),
-                ('country', models.CharField(blank=True, default='', max_length=2)),
-                ('merged_into', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='merged_from', to='contacts.contact')),
-                ('store', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='contacts', to='stores.store')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("email", models.CharField(blank=True, default="", max_length=320)),
+                ("phone", models.CharField(blank=True, default="", help_text="E.164", max_length=20)),
+                ("woo_customer_id", models.BigIntegerField(blank=True, null=True)),
+                ("first_name", models.CharField(blank=True, default="", max_length=200)),
+                ("last_name", models.CharField(blank=True, default="", max_length=200)),
+                ("country", models.CharField(blank=True, default="", max_length=2)),
+                (
+                    "merged_into",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="merged_from",
+                        to="contacts.contact",
+                    ),
+                ),
+                (
+                    "store",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="contacts",
+                        to="stores.store",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='ContactIdentity',
+            name="ContactIdentity",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('email', 'Email'), ('phone', 'Phone'), ('woo_customer', 'Woo Customer')], max_length=20)),
-                ('value', models.CharField(max_length=320)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('contact', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='identities', to='contacts.contact')),
-                ('store', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='stores.store')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("email", "Email"), ("phone", "Phone"), ("woo_customer", "Woo Customer")],
+                        max_length=20,
+                    ),
+                ),
+                ("value", models.CharField(max_length=320)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "contact",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="identities",
+                        to="contacts.contact",
+                    ),
+                ),
+                ("store", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="stores.store")),
             ],
         ),
         migrations.CreateModel(
-            name='ContactMerge',
+            name="ContactMerge",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('reason', models.CharField(max_length=500)),
-                ('actor', models.CharField(max_length=150)),
-                ('moved_identities', models.PositiveIntegerField(default=0)),
-                ('moved_orders', models.PositiveIntegerField(default=0)),
-                ('merged_at', models.DateTimeField(auto_now_add=True)),
-                ('source', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='contacts.contact')),
-                ('store', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='stores.store')),
-                ('target', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='contacts.contact')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("reason", models.CharField(max_length=500)),
+                ("actor", models.CharField(max_length=150)),
+                ("moved_identities", models.PositiveIntegerField(default=0)),
+                ("moved_orders", models.PositiveIntegerField(default=0)),
+                ("merged_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "source",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="contacts.contact"
+                    ),
+                ),
+                ("store", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="stores.store")),
+                (
+                    "target",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="contacts.contact"
+                    ),
+                ),
             ],
         ),
         migrations.AddIndex(
-            model_name='contact',
-            index=models.Index(fields=['store', 'email'], name='contacts_co_store_i_e24366_idx'),
+            model_name="contact",
+            index=models.Index(fields=["store", "email"], name="contacts_co_store_i_e24366_idx"),
         ),
         migrations.AddConstraint(
-            model_name='contactidentity',
-            constraint=models.UniqueConstraint(fields=('store', 'kind', 'value'), name='identity_once_per_store'),
+            model_name="contactidentity",
+            constraint=models.UniqueConstraint(
+                fields=("store", "kind", "value"), name="identity_once_per_store"
+            ),
         ),
     ]

@@ -17,8 +17,11 @@ from storeloop.orders.models import Order
 
 def person(**kw: Any) -> PersonData:
     return PersonData.from_raw(
-        email=kw.get("email"), phone=kw.get("phone"), country=kw.get("country", "GB"),
-        woo_customer_id=kw.get("customer"), first_name=kw.get("first", ""),
+        email=kw.get("email"),
+        phone=kw.get("phone"),
+        country=kw.get("country", "GB"),
+        woo_customer_id=kw.get("customer"),
+        first_name=kw.get("first", ""),
     )
 
 
@@ -64,10 +67,13 @@ def test_one_contact_per_identity_whatever_the_path(store: Any) -> None:
         a = resolve_contact(store, person(email="ann@example.com", phone="07700 900123"))
         b = resolve_contact(store, person(email="ANN@example.com"))
         c = resolve_contact(store, person(customer=9, email="ann@example.com"))
-    assert a is not None and a == b == c
+    assert a is not None
+    assert a == b == c
     assert Contact.objects.count() == 1
     assert set(ContactIdentity.objects.values_list("kind", "value")) == {
-        ("email", "ann@example.com"), ("phone", "+447700900123"), ("woo_customer", "9"),
+        ("email", "ann@example.com"),
+        ("phone", "+447700900123"),
+        ("woo_customer", "9"),
     }
 
 
@@ -131,18 +137,29 @@ def test_merge_moves_identities_and_orders_and_is_recorded(store: Any) -> None:
     with transaction.atomic():
         a = resolve_contact(store, person(email="a@example.com"))
         b = resolve_contact(store, person(email="b@example.com", phone="07700 900123"))
-    assert a is not None and b is not None
+    assert a is not None
+    assert b is not None
     import datetime as dt
 
     now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    Order.objects.create(store=store, external_id=1, contact=b, status="completed", currency="EUR", total=5,
-                         date_created=now, date_modified=now)
+    Order.objects.create(
+        store=store,
+        external_id=1,
+        contact=b,
+        status="completed",
+        currency="EUR",
+        total=5,
+        date_created=now,
+        date_modified=now,
+    )
     merge = merge_contacts(store=store, source_id=b.pk, target_id=a.pk, reason="same person", actor="admin")
     assert (merge.moved_identities, merge.moved_orders) == (2, 1)
     b.refresh_from_db()
     assert b.merged_into_id == a.pk
     assert set(ContactIdentity.objects.filter(contact=a).values_list("value", flat=True)) == {
-        "a@example.com", "b@example.com", "+447700900123",
+        "a@example.com",
+        "b@example.com",
+        "+447700900123",
     }
     assert Order.objects.get().contact_id == a.pk
     # The merged-away contact now resolves to the survivor.
@@ -156,7 +173,8 @@ def test_merge_refuses_bad_requests_and_changes_nothing(store: Any, other_store:
     with transaction.atomic():
         a = resolve_contact(store, person(email="a@example.com"))
         foreign = resolve_contact(other_store, person(email="f@example.com"))
-    assert a is not None and foreign is not None
+    assert a is not None
+    assert foreign is not None
     with pytest.raises(ValidationError) as same:
         merge_contacts(store=store, source_id=a.pk, target_id=a.pk, reason="x", actor="t")
     assert same.value.code == "merge_same_contact"

@@ -11,7 +11,7 @@ django-tasks-db stores and runs tasks; this package adds what it lacks:
 * ``scheduler`` — recurring jobs, one active scheduler at a time.
 """
 
-from storeloop.core.tasks.registry import TaskPolicy, durable_task, policy_for
 from storeloop.core.tasks.enqueue import enqueue_on_commit
+from storeloop.core.tasks.registry import TaskPolicy, durable_task, policy_for
 
 __all__ = ["TaskPolicy", "durable_task", "enqueue_on_commit", "policy_for"]

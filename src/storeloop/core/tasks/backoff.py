@@ -6,7 +6,12 @@ import random
 
 
 def retry_delay(
-    attempt: int, *, base: float, cap: float, retry_after: float | None = None, rng: random.Random | None = None
+    attempt: int,
+    *,
+    base: float,
+    cap: float,
+    retry_after: float | None = None,
+    rng: random.Random | None = None,
 ) -> float:
     """Seconds to wait after failed attempt number ``attempt`` (1-based).
 

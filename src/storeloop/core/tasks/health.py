@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from django.db.models import Count, Min, Q
@@ -24,7 +25,10 @@ def queue_health() -> QueueHealth:
     due = Q(status=TaskResultStatus.READY) & (Q(run_after=get_date_max()) | Q(run_after__lte=now))
     figures = DBTaskResult.objects.aggregate(
         ready=Count("id", filter=due),
-        scheduled=Count("id", filter=Q(status=TaskResultStatus.READY) & Q(run_after__gt=now) & ~Q(run_after=get_date_max())),
+        scheduled=Count(
+            "id",
+            filter=Q(status=TaskResultStatus.READY) & Q(run_after__gt=now) & ~Q(run_after=get_date_max()),
+        ),
         running=Count("id", filter=Q(status=TaskResultStatus.RUNNING)),
         failed=Count("id", filter=Q(status=TaskResultStatus.FAILED)),
         oldest=Min("enqueued_at", filter=due),
@@ -44,8 +48,8 @@ def prune_finished_tasks(older_than_days: int) -> int:
 
     Finished rows slow the claim query on SQLite (django-tasks #140), so this runs daily.
     """
-    cutoff = timezone.now() - timezone.timedelta(days=older_than_days)
-    deleted, _ = DBTaskResult.objects.filter(
+    cutoff = timezone.now() - dt.timedelta(days=older_than_days)
+    deleted: int = DBTaskResult.objects.filter(
         status__in=[TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED], finished_at__lt=cutoff
-    ).delete()
+    ).delete()[0]
     return deleted

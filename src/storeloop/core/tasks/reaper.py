@@ -55,12 +55,14 @@ def _hand_back(task_id: object, now: dt.datetime, reason: str) -> int:
         return 0
     policy = policy_for(row.task_path)
     if len(row.worker_ids) >= policy.max_attempts:
-        return DBTaskResult.objects.filter(id=task_id, status=TaskResultStatus.RUNNING).update(
+        failed: int = DBTaskResult.objects.filter(id=task_id, status=TaskResultStatus.RUNNING).update(
             status=TaskResultStatus.FAILED,
             finished_at=now,
             exception_class_path="storeloop.core.tasks.reaper.WorkerLost",
             traceback=f"{reason}; no attempts left",
         )
-    return DBTaskResult.objects.filter(id=task_id, status=TaskResultStatus.RUNNING).update(
+        return failed
+    requeued: int = DBTaskResult.objects.filter(id=task_id, status=TaskResultStatus.RUNNING).update(
         status=TaskResultStatus.READY, run_after=now
     )
+    return requeued

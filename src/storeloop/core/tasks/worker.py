@@ -13,8 +13,8 @@ from django.conf import settings
 from django.db import close_old_connections, connections, transaction
 from django.db.utils import OperationalError
 from django.utils import timezone
-from django_tasks_db.compat import TaskContext, task_finished, task_started
 from django_tasks.base import TaskResultStatus
+from django_tasks_db.compat import TaskContext, task_finished, task_started
 from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult, get_date_max
 from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
@@ -119,7 +119,9 @@ class LeasedWorker(Worker):  # type: ignore[misc]
                     result = db_task.task_result
                     task_started.send(sender=type(task.get_backend()), task_result=result)
                     if task.takes_context:
-                        return_value = task.call(TaskContext(task_result=result), *result.args, **result.kwargs)
+                        return_value = task.call(
+                            TaskContext(task_result=result), *result.args, **result.kwargs
+                        )
                     else:
                         return_value = task.call(*result.args, **result.kwargs)
                 except Exception as exc:  # every failure is recorded; BaseException (kill) is not caught

@@ -5,15 +5,17 @@ from typing import Any
 import pytest
 from django.test import Client
 from django_tasks_db.models import DBTaskResult
+from tests.woo import body_of, delivery_headers, order_payload, sign
 
 from storeloop.inbox.models import InboxDelivery
-from tests.woo import body_of, delivery_headers, order_payload, sign
 
 pytestmark = pytest.mark.django_db
 
 
 def post(store_id: int, body: bytes, headers: dict[str, str], content_type: str = "application/json") -> Any:
-    return Client().post(f"/webhooks/woocommerce/{store_id}", body, content_type=content_type, headers=headers)
+    return Client().post(
+        f"/webhooks/woocommerce/{store_id}", body, content_type=content_type, headers=headers
+    )
 
 
 def nothing_written() -> None:
@@ -28,7 +30,11 @@ def test_signed_delivery_is_stored_and_queued(store: Any) -> None:
     row = InboxDelivery.objects.get()
     assert response.json() == {"status": "accepted", "delivery": row.pk}
     assert (row.source, row.store_id, row.topic, row.delivery_id, row.webhook_id) == (
-        "woocommerce", store.pk, "order.updated", "abc", "12",
+        "woocommerce",
+        store.pk,
+        "order.updated",
+        "abc",
+        "12",
     )
     assert bytes(row.body) == body
     assert row.status == "received"

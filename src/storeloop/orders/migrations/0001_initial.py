@@ -5,118 +5,183 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('contacts', '0001_initial'),
-        ('stores', '0001_initial'),
+        ("contacts", "0001_initial"),
+        ("stores", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Order',
+            name="Order",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('external_id', models.BigIntegerField()),
-                ('number', models.CharField(blank=True, default='', max_length=64)),
-                ('woo_customer_id', models.BigIntegerField(default=0)),
-                ('status', models.CharField(db_index=True, max_length=40)),
-                ('currency', models.CharField(max_length=3)),
-                ('total', models.DecimalField(decimal_places=4, max_digits=18)),
-                ('total_tax', models.DecimalField(decimal_places=4, default=0, max_digits=18)),
-                ('shipping_total', models.DecimalField(decimal_places=4, default=0, max_digits=18)),
-                ('discount_total', models.DecimalField(decimal_places=4, default=0, max_digits=18)),
-                ('refunded_total', models.DecimalField(decimal_places=4, default=0, max_digits=18)),
-                ('payment_method', models.CharField(blank=True, default='', max_length=100)),
-                ('payment_method_title', models.CharField(blank=True, default='', max_length=200)),
-                ('is_cod', models.BooleanField(default=False)),
-                ('date_created', models.DateTimeField()),
-                ('date_modified', models.DateTimeField()),
-                ('date_paid', models.DateTimeField(blank=True, null=True)),
-                ('date_completed', models.DateTimeField(blank=True, null=True)),
-                ('billing', models.JSONField(default=dict)),
-                ('shipping', models.JSONField(default=dict)),
-                ('meta_data', models.JSONField(default=list)),
-                ('customer_note', models.TextField(blank=True, default='')),
-                ('payload_hash', models.CharField(blank=True, default='', max_length=64)),
-                ('deleted_at', models.DateTimeField(blank=True, null=True)),
-                ('contact', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='orders', to='contacts.contact')),
-                ('store', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='orders', to='stores.store')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("external_id", models.BigIntegerField()),
+                ("number", models.CharField(blank=True, default="", max_length=64)),
+                ("woo_customer_id", models.BigIntegerField(default=0)),
+                ("status", models.CharField(db_index=True, max_length=40)),
+                ("currency", models.CharField(max_length=3)),
+                ("total", models.DecimalField(decimal_places=4, max_digits=18)),
+                ("total_tax", models.DecimalField(decimal_places=4, default=0, max_digits=18)),
+                ("shipping_total", models.DecimalField(decimal_places=4, default=0, max_digits=18)),
+                ("discount_total", models.DecimalField(decimal_places=4, default=0, max_digits=18)),
+                ("refunded_total", models.DecimalField(decimal_places=4, default=0, max_digits=18)),
+                ("payment_method", models.CharField(blank=True, default="", max_length=100)),
+                ("payment_method_title", models.CharField(blank=True, default="", max_length=200)),
+                ("is_cod", models.BooleanField(default=False)),
+                ("date_created", models.DateTimeField()),
+                ("date_modified", models.DateTimeField()),
+                ("date_paid", models.DateTimeField(blank=True, null=True)),
+                ("date_completed", models.DateTimeField(blank=True, null=True)),
+                ("billing", models.JSONField(default=dict)),
+                ("shipping", models.JSONField(default=dict)),
+                ("meta_data", models.JSONField(default=list)),
+                ("customer_note", models.TextField(blank=True, default="")),
+                ("payload_hash", models.CharField(blank=True, default="", max_length=64)),
+                ("deleted_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "contact",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="orders",
+                        to="contacts.contact",
+                    ),
+                ),
+                (
+                    "store",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="orders", to="stores.store"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='OrderRefund',
+            name="OrderRefund",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('external_id', models.BigIntegerField()),
-                ('reason', models.CharField(blank=True, default='', max_length=500)),
-                ('amount', models.DecimalField(decimal_places=4, help_text='Positive amount refunded', max_digits=18)),
-                ('order', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='refunds', to='orders.order')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("external_id", models.BigIntegerField()),
+                ("reason", models.CharField(blank=True, default="", max_length=500)),
+                (
+                    "amount",
+                    models.DecimalField(
+                        decimal_places=4, help_text="Positive amount refunded", max_digits=18
+                    ),
+                ),
+                (
+                    "order",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="refunds", to="orders.order"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Product',
+            name="Product",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('external_id', models.BigIntegerField()),
-                ('name', models.CharField(max_length=500)),
-                ('sku', models.CharField(blank=True, default='', max_length=200)),
-                ('product_type', models.CharField(blank=True, default='', max_length=40)),
-                ('status', models.CharField(blank=True, default='', max_length=40)),
-                ('price', models.DecimalField(blank=True, decimal_places=4, max_digits=18, null=True)),
-                ('date_modified', models.DateTimeField(blank=True, null=True)),
-                ('deleted_at', models.DateTimeField(blank=True, null=True)),
-                ('store', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='products', to='stores.store')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("external_id", models.BigIntegerField()),
+                ("name", models.CharField(max_length=500)),
+                ("sku", models.CharField(blank=True, default="", max_length=200)),
+                ("product_type", models.CharField(blank=True, default="", max_length=40)),
+                ("status", models.CharField(blank=True, default="", max_length=40)),
+                ("price", models.DecimalField(blank=True, decimal_places=4, max_digits=18, null=True)),
+                ("date_modified", models.DateTimeField(blank=True, null=True)),
+                ("deleted_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "store",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="products",
+                        to="stores.store",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='OrderLine',
+            name="OrderLine",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('external_id', models.BigIntegerField()),
-                ('product_external_id', models.BigIntegerField(default=0)),
-                ('variation_external_id', models.BigIntegerField(default=0)),
-                ('name', models.CharField(max_length=500)),
-                ('sku', models.CharField(blank=True, default='', max_length=200)),
-                ('quantity', models.IntegerField()),
-                ('subtotal', models.DecimalField(decimal_places=4, max_digits=18)),
-                ('total', models.DecimalField(decimal_places=4, max_digits=18)),
-                ('total_tax', models.DecimalField(decimal_places=4, default=0, max_digits=18)),
-                ('order', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='lines', to='orders.order')),
-                ('product', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='orders.product')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("external_id", models.BigIntegerField()),
+                ("product_external_id", models.BigIntegerField(default=0)),
+                ("variation_external_id", models.BigIntegerField(default=0)),
+                ("name", models.CharField(max_length=500)),
+                ("sku", models.CharField(blank=True, default="", max_length=200)),
+                ("quantity", models.IntegerField()),
+                ("subtotal", models.DecimalField(decimal_places=4, max_digits=18)),
+                ("total", models.DecimalField(decimal_places=4, max_digits=18)),
+                ("total_tax", models.DecimalField(decimal_places=4, default=0, max_digits=18)),
+                (
+                    "order",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="lines", to="orders.order"
+                    ),
+                ),
+                (
+                    "product",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to="orders.product",
+                    ),
+                ),
             ],
         ),
         migrations.AddIndex(
-            model_name='order',
-            index=models.Index(fields=['store', 'date_modified'], name='orders_orde_store_i_b4bfe1_idx'),
+            model_name="order",
+            index=models.Index(fields=["store", "date_modified"], name="orders_orde_store_i_b4bfe1_idx"),
         ),
         migrations.AddIndex(
-            model_name='order',
-            index=models.Index(fields=['store', 'date_created'], name='orders_orde_store_i_5703f3_idx'),
+            model_name="order",
+            index=models.Index(fields=["store", "date_created"], name="orders_orde_store_i_5703f3_idx"),
         ),
         migrations.AddIndex(
-            model_name='order',
-            index=models.Index(fields=['store', 'status'], name='orders_orde_store_i_610c63_idx'),
+            model_name="order",
+            index=models.Index(fields=["store", "status"], name="orders_orde_store_i_610c63_idx"),
         ),
         migrations.AddConstraint(
-            model_name='order',
-            constraint=models.UniqueConstraint(fields=('store', 'external_id'), name='order_once_per_store'),
+            model_name="order",
+            constraint=models.UniqueConstraint(fields=("store", "external_id"), name="order_once_per_store"),
         ),
         migrations.AddConstraint(
-            model_name='orderrefund',
-            constraint=models.UniqueConstraint(fields=('order', 'external_id'), name='order_refund_once'),
+            model_name="orderrefund",
+            constraint=models.UniqueConstraint(fields=("order", "external_id"), name="order_refund_once"),
         ),
         migrations.AddConstraint(
-            model_name='product',
-            constraint=models.UniqueConstraint(fields=('store', 'external_id'), name='product_once_per_store'),
+            model_name="product",
+            constraint=models.UniqueConstraint(
+                fields=("store", "external_id"), name="product_once_per_store"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='orderline',
-            constraint=models.UniqueConstraint(fields=('order', 'external_id'), name='order_line_once'),
+            model_name="orderline",
+            constraint=models.UniqueConstraint(fields=("order", "external_id"), name="order_line_once"),
         ),
     ]

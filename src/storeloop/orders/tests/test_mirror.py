@@ -7,12 +7,12 @@ from typing import Any
 import pytest
 from django.test import Client
 from django_tasks_db.models import DBTaskResult
+from tests.drain import drain
+from tests.woo import body_of, delivery_headers, order_payload
 
 from storeloop.contacts.models import Contact, ContactIdentity
 from storeloop.inbox.models import InboxDelivery
 from storeloop.orders.models import Order, OrderLine
-from tests.drain import drain
-from tests.woo import body_of, delivery_headers, order_payload
 
 pytestmark = pytest.mark.django_db(transaction=True)
 UTC = dt.UTC
@@ -21,7 +21,9 @@ UTC = dt.UTC
 def deliver(store: Any, payload: dict[str, Any], topic: str = "order.updated") -> None:
     body = body_of(payload)
     response = Client().post(
-        f"/webhooks/woocommerce/{store.pk}", body, content_type="application/json",
+        f"/webhooks/woocommerce/{store.pk}",
+        body,
+        content_type="application/json",
         headers=delivery_headers(store.webhook_secret, body, topic=topic),
     )
     assert response.status_code == 200, response.content
@@ -31,22 +33,34 @@ def test_order_delivery_is_mirrored_exactly(store: Any) -> None:
     deliver(store, order_payload(), topic="order.created")
     drain()
     order = Order.objects.get()
-    assert (order.external_id, order.number, order.status, order.currency) == (727, "727", "processing", "USD")
+    assert (order.external_id, order.number, order.status, order.currency) == (
+        727,
+        "727",
+        "processing",
+        "USD",
+    )
     assert order.total == Decimal("29.35")
     assert order.total_tax == Decimal("1.35")
     assert order.shipping_total == Decimal("10.00")
-    assert order.payment_method == "cod" and order.is_cod is True
+    assert order.payment_method == "cod"
+    assert order.is_cod is True
     assert order.date_created == dt.datetime(2017, 3, 22, 19, 28, 2, tzinfo=UTC)
     assert order.date_modified == dt.datetime(2017, 3, 22, 19, 28, 8, tzinfo=UTC)
     assert order.billing["city"] == "San Francisco"
     assert order.meta_data == [{"id": 13106, "key": "_some_key", "value": "yes"}]
-    lines = list(OrderLine.objects.filter(order=order).order_by("external_id").values_list(
-        "external_id", "product_external_id", "variation_external_id", "quantity", "total"))
+    lines = list(
+        OrderLine.objects.filter(order=order)
+        .order_by("external_id")
+        .values_list("external_id", "product_external_id", "variation_external_id", "quantity", "total")
+    )
     assert lines == [(315, 93, 0, 2, Decimal("6.00")), (316, 22, 23, 1, Decimal("12.00"))]
     contact = order.contact
     assert contact is not None
     assert (contact.email, contact.phone, contact.first_name, contact.country) == (
-        "john.doe@example.com", "+15555555555", "John", "US",
+        "john.doe@example.com",
+        "+15555555555",
+        "John",
+        "US",
     )
     assert InboxDelivery.objects.get().status == "processed"
     assert InboxDelivery.objects.get().outcome == "created"
@@ -98,7 +112,10 @@ def test_guest_checkout_with_a_known_email_is_the_same_contact(store: Any) -> No
 
 
 def test_phone_is_normalised_with_the_billing_country(store: Any) -> None:
-    deliver(store, order_payload(id=3, billing={"email": "max@example.de", "phone": "(030) 1234567", "country": "DE"}))
+    deliver(
+        store,
+        order_payload(id=3, billing={"email": "max@example.de", "phone": "(030) 1234567", "country": "DE"}),
+    )
     drain()
     assert Contact.objects.get().phone == "+49301234567"
 
@@ -113,7 +130,8 @@ def test_malformed_order_fails_terminally_without_retry(store: Any) -> None:
     assert "total" in row.last_error
     assert Order.objects.count() == 0
     task = DBTaskResult.objects.get()
-    assert task.status == "FAILED" and len(task.worker_ids) == 1
+    assert task.status == "FAILED"
+    assert len(task.worker_ids) == 1
 
 
 def test_replay_processes_a_delivery_again(store: Any) -> None:
