@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import pytest
 import time_machine
@@ -53,11 +52,3 @@ def test_only_one_scheduler_is_active_and_a_standby_takes_over_after_expiry() ->
         assert acquire_lock("a", ttl_seconds=15) is False
     release_lock("b")
     assert not SchedulerLock.objects.exists()
-
-
-def test_the_declared_schedule_has_the_required_jobs(settings: Any) -> None:
-    from storeloop.config.schedule import recurring_jobs
-
-    jobs = {job.name: job for job in recurring_jobs()}
-    assert {"reap_expired_leases", "reconcile_all_stores", "prune_task_rows"} <= set(jobs)
-    assert jobs["reconcile_all_stores"].every_seconds == settings.RECONCILE_INTERVAL_SECONDS == 300
