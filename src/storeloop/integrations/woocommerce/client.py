@@ -374,8 +374,14 @@ class WooCommerceClient:
             total_pages = page + 1 if has_next else page
         if total is None:
             total = (page - 1) * per_page + len(items)
-        return Page(items=items, page=page, per_page=per_page, total=total, total_pages=total_pages,
-                    has_next=has_next and bool(items))
+        return Page(
+            items=items,
+            page=page,
+            per_page=per_page,
+            total=total,
+            total_pages=total_pages,
+            has_next=has_next and bool(items),
+        )
 
     @staticmethod
     def _iter_pages(fetch: Callable[[int], Page[T]]) -> Iterator[T]:
@@ -555,7 +561,13 @@ class WooCommerceClient:
         if not secret:
             # Without one WooCommerce derives a secret from the user's hash we can never verify.
             raise ValueError("a webhook secret is required")
-        body = {"name": name, "topic": topic, "delivery_url": delivery_url, "secret": secret, "status": status}
+        body = {
+            "name": name,
+            "topic": topic,
+            "delivery_url": delivery_url,
+            "secret": secret,
+            "status": status,
+        }
         return parse_webhook(self._send_json("POST", "/webhooks", body))
 
     def update_webhook(self, webhook_id: int, **fields: Any) -> WooWebhook:

@@ -88,9 +88,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - current)
 
 
-def error_from_response(
-    status: int, payload: Any, *, retry_after: float | None = None
-) -> WooCommerceError:
+def error_from_response(status: int, payload: Any, *, retry_after: float | None = None) -> WooCommerceError:
     """Map an HTTP error status and its (decoded, possibly non-JSON) body onto the error tree."""
     wc_code: str | None = None
     message = f"WooCommerce answered HTTP {status}"

@@ -82,8 +82,16 @@ class Sellable:
 
 
 def _product_data(
-    pid: int, name: str, sku: str, kind: str, status: str, price: str, sale: str | None, category: str,
-    flags: str, parent_id: int,
+    pid: int,
+    name: str,
+    sku: str,
+    kind: str,
+    status: str,
+    price: str,
+    sale: str | None,
+    category: str,
+    flags: str,
+    parent_id: int,
 ) -> dict[str, Any]:
     regular = price
     current = sale or price
@@ -147,15 +155,23 @@ def build_catalogue(rng: random.Random, created_ts: int, tz: tzinfo) -> tuple[li
             continue
         attribute, options = axis
         parent.data["attributes"] = [
-            {"id": 0, "name": attribute, "position": 0, "visible": True, "variation": True, "options": list(options)}
+            {
+                "id": 0,
+                "name": attribute,
+                "position": 0,
+                "visible": True,
+                "variation": True,
+                "options": list(options),
+            }
         ]
         for opt_index, option in enumerate(options):
             vid = next_id
             next_id += 1
             vsku = f"{sku}-{slugify(option).upper() or opt_index}"
             variation = Product(
-                _product_data(vid, f"{name} - {option}", vsku, "variation", "publish", price, sale, category,
-                              flags, pid),
+                _product_data(
+                    vid, f"{name} - {option}", vsku, "variation", "publish", price, sale, category, flags, pid
+                ),
                 ts,
                 ts + 86400,
             )

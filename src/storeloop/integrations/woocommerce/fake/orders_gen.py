@@ -30,7 +30,17 @@ PAYMENT_TITLES = {
 }
 CURRENCY_SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "INR": "₹", "JPY": "¥", "PLN": "zł", "BRL": "R$"}
 ORDER_STATUSES = frozenset(
-    {"pending", "processing", "on-hold", "completed", "cancelled", "refunded", "failed", "trash", "checkout-draft"}
+    {
+        "pending",
+        "processing",
+        "on-hold",
+        "completed",
+        "cancelled",
+        "refunded",
+        "failed",
+        "trash",
+        "checkout-draft",
+    }
 )
 _NOTES = (
     "Bitte beim Nachbarn abgeben.",
@@ -40,7 +50,13 @@ _NOTES = (
     "置き配希望",
     "Gift wrap please 🎁",
 )
-_REFUND_REASONS = ("", "Damaged in transit", "Artikel beschädigt", "Customer changed mind", "Falsche Größe – Umtausch")
+_REFUND_REASONS = (
+    "",
+    "Damaged in transit",
+    "Artikel beschädigt",
+    "Customer changed mind",
+    "Falsche Größe – Umtausch",
+)
 _UAS = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36",
@@ -123,7 +139,9 @@ class OrderBuilder:
         items_total = sum((Decimal(li["total"]) for li in lines), Decimal(0))
         cart_tax = sum((Decimal(li["total_tax"]) for li in lines), Decimal(0))
         discount = sum((Decimal(li["subtotal"]) - Decimal(li["total"]) for li in lines), Decimal(0))
-        discount_tax = sum((Decimal(li["subtotal_tax"]) - Decimal(li["total_tax"]) for li in lines), Decimal(0))
+        discount_tax = sum(
+            (Decimal(li["subtotal_tax"]) - Decimal(li["total_tax"]) for li in lines), Decimal(0)
+        )
         shipping_lines: list[dict[str, Any]] = []
         shipping_total = shipping_tax = Decimal(0)
         if not all(s.virtual for s, _ in items):
@@ -155,10 +173,17 @@ class OrderBuilder:
         )  # fmt: skip
         refunds: list[dict[str, Any]] = []
         if refund != "none" and grand_total > 0:
-            amount = grand_total if refund == "full" else max(Decimal("0.01"), q2(grand_total * Decimal("0.25")))
-            refunds.append({"id": refund_id, "reason": rng.choice(_REFUND_REASONS), "total": "-" + money(amount)})
+            amount = (
+                grand_total if refund == "full" else max(Decimal("0.01"), q2(grand_total * Decimal("0.25")))
+            )
+            refunds.append(
+                {"id": refund_id, "reason": rng.choice(_REFUND_REASONS), "total": "-" + money(amount)}
+            )
         order_key = "wc_order_" + _alnum(rng, 13)
-        transaction_id = {"stripe": "ch_" + _alnum(rng, 24), "paypal": _alnum(rng, 17, "ABCDEFGHJKLMNPRSTUVWXYZ0123456789")}
+        transaction_id = {
+            "stripe": "ch_" + _alnum(rng, 24),
+            "paypal": _alnum(rng, 17, "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"),
+        }
         data: dict[str, Any] = {
             "id": order_id, "parent_id": 0, "number": str(order_id), "order_key": order_key,
             "created_via": "checkout", "version": "9.4.0", "status": status, "currency": self.currency,
@@ -245,7 +270,15 @@ class History:
     """``n`` historical orders spread over [start_ts, end_ts), generated on demand from their index."""
 
     def __init__(
-        self, *, seed: int, n: int, start_ts: int, end_ts: int, base_id: int, people: PeopleBook, builder: OrderBuilder
+        self,
+        *,
+        seed: int,
+        n: int,
+        start_ts: int,
+        end_ts: int,
+        base_id: int,
+        people: PeopleBook,
+        builder: OrderBuilder,
     ) -> None:
         self.seed, self.n, self.base_id = seed, n, base_id
         self.start, self.end = start_ts, end_ts
