@@ -104,3 +104,14 @@ def _fresh_webhook_secret_cache() -> Iterator[None]:
     views._secrets.clear()
     yield
     views._secrets.clear()
+
+
+@pytest.fixture
+def api_for(db: None) -> Any:
+    """An API client for any store: ``api_for(store).get(...)``."""
+    from storeloop.stores.services import create_api_key
+
+    def make(store: Any) -> ApiClient:
+        return ApiClient(create_api_key(store_id=store.pk).plaintext)
+
+    return make

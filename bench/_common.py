@@ -25,7 +25,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -130,7 +129,9 @@ def run_django(env: dict[str, str], code: str, *, timeout: float = 300) -> str:
 
 def run_storeloop(env: dict[str, str], *args: str, timeout: float = 300) -> None:
     # Output is swallowed: `setup` prints the generated admin password.
-    out = subprocess.run([STORELOOP, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    out = subprocess.run(
+        [STORELOOP, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
     if out.returncode != 0:
         raise RuntimeError(f"storeloop {' '.join(args)} failed ({out.returncode}):\n{out.stderr[-3000:]}")
 
@@ -200,9 +201,11 @@ class ServerProcess:
 # --- CPU accounting ---------------------------------------------------------------------------
 
 
-def group_cpu_seconds(pgid: int) -> float:
-    """User + system CPU of the live processes in process group ``pgid`` (from /proc)."""
-    total = 0
+def process_cpu_seconds(pgid: int | None, comm: str = "postgres") -> tuple[float, float]:
+    """User + system CPU seconds (from /proc) of the live processes in group ``pgid``, and of the
+    live processes named ``comm`` (a database server on this machine)."""
+    group = named = 0
+    want = f"({comm})".encode()
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -210,10 +213,14 @@ def group_cpu_seconds(pgid: int) -> float:
             raw = Path(entry.path, "stat").read_bytes()
         except OSError:
             continue
-        fields = raw[raw.rfind(b")") + 2 :].split()  # after "pid (comm) "
-        if int(fields[2]) == pgid:  # field 5 of stat: pgrp
-            total += int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
-    return total / _CLK_TCK
+        split = raw.rfind(b")")
+        fields = raw[split + 2 :].split()  # after "pid (comm) "
+        ticks = int(fields[11]) + int(fields[12])  # stat fields 14, 15: utime, stime
+        if int(fields[2]) == pgid:  # stat field 5: pgrp
+            group += ticks
+        elif raw[raw.find(b"(") : split + 1] == want:
+            named += ticks
+    return group / _CLK_TCK, named / _CLK_TCK
 
 
 def machine_cpu_seconds() -> tuple[float, float]:
@@ -234,19 +241,23 @@ class CpuSample:
     at: float
     own: float
     server: float
+    database: float
     busy: float
     total: float
 
     @classmethod
     def take(cls, server_pgid: int | None) -> CpuSample:
+        server, database = process_cpu_seconds(server_pgid)
         busy, total = machine_cpu_seconds()
-        return cls(
-            at=time.monotonic(),
-            own=own_cpu_seconds(),
-            server=group_cpu_seconds(server_pgid) if server_pgid else 0.0,
-            busy=busy,
-            total=total,
-        )
+        return cls(time.monotonic(), own_cpu_seconds(), server, database, busy, total)
+
+
+def machine_busy_fraction(seconds: float = 1.0) -> float:
+    """How busy the machine is right now, 0..1 (a check for other work sharing the cores)."""
+    busy0, total0 = machine_cpu_seconds()
+    time.sleep(seconds)
+    busy1, total1 = machine_cpu_seconds()
+    return (busy1 - busy0) / max(total1 - total0, 1e-9)
 
 
 # --- statistics -------------------------------------------------------------------------------
@@ -359,6 +370,7 @@ class PhaseResult:
     failures: Counter[str] = field(default_factory=Counter)
     client_cpu_s: float = 0.0
     server_cpu_s: float = 0.0
+    database_cpu_s: float = 0.0
     machine_busy_s: float = 0.0
     machine_total_s: float = 0.0
 
@@ -373,6 +385,8 @@ class PhaseResult:
     def summary(self) -> dict[str, Any]:
         lat = sorted(self.latencies_ms)
         n = self.ok_in_window or 1
+        total = self.machine_total_s or math.nan
+        other = self.machine_busy_s - self.client_cpu_s - self.server_cpu_s - self.database_cpu_s
         return {
             "per_s": round(self.rate, 1),
             "requests_in_window": self.ok_in_window,
@@ -385,9 +399,10 @@ class PhaseResult:
             "mean_ms": round(sum(lat) / len(lat), 2) if lat else math.nan,
             "client_cpu_ms_per_req": round(1000 * self.client_cpu_s / n, 3),
             "server_cpu_ms_per_req": round(1000 * self.server_cpu_s / n, 3),
-            "machine_busy_pct": round(100 * self.machine_busy_s / self.machine_total_s, 1)
-            if self.machine_total_s
-            else math.nan,
+            "database_cpu_ms_per_req": round(1000 * self.database_cpu_s / n, 3),
+            "machine_busy_pct": round(100 * self.machine_busy_s / total, 1),
+            # Kernel work not charged to a process, and anything else running: noise when high.
+            "other_busy_pct": round(100 * other / total, 1),
         }
 
 
@@ -436,12 +451,35 @@ async def _run_phase(host: str, port: int, spec: PhaseSpec, server_pgid: int | N
     result.seconds = end.at - start.at
     result.client_cpu_s = end.own - start.own
     result.server_cpu_s = end.server - start.server
+    result.database_cpu_s = end.database - start.database
     result.machine_busy_s = end.busy - start.busy
     result.machine_total_s = end.total - start.total
     return result
 
 
-def run_phases(host: str, port: int, specs: Sequence[PhaseSpec], *, server_pgid: int | None = None) -> list[PhaseResult]:
+def settle(
+    host: str, port: int, request: bytes, concurrency: int, *, max_ms: float = 250.0, timeout: float = 60.0
+) -> float:
+    """Send ``request`` in half-second bursts until no answer takes over ``max_ms`` (or 5 × the
+    median, under heavy load); return the seconds spent.
+
+    A fresh gunicorn worker answers its first request slowly (it imports the URLconf and views
+    then) and ``/healthz`` answers as soon as one worker is up; this keeps that start-up cost out
+    of every measured window, whatever the number of workers.
+    """
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        spec = PhaseSpec("settle", 0.0, 0.5, concurrency, lambda n: request)
+        result = asyncio.run(_run_phase(host, port, spec, None))
+        lat = sorted(result.latencies_ms)
+        if lat and not result.failures and lat[-1] < max(max_ms, 5 * percentile(lat, 50)):
+            break
+    return time.monotonic() - started
+
+
+def run_phases(
+    host: str, port: int, specs: Sequence[PhaseSpec], *, server_pgid: int | None = None
+) -> list[PhaseResult]:
     """Run phases one after another against ``host:port``; call this in the generator process.
 
     Closed loop: ``concurrency`` slots each send a request, wait for the whole answer, then send

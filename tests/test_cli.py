@@ -56,7 +56,8 @@ def test_store_list_json(capsys: Any, store: Any) -> None:
     assert code == 0
     data = json.loads(out)
     assert [(s["id"], s["name"], s["url"]) for s in data] == [(store.pk, "Test shop", "https://shop.example")]
-    assert "cs_test" not in out and "whsec" not in out
+    assert "cs_test" not in out
+    assert "whsec" not in out
 
 
 def test_tasks_status_failed_and_retry(capsys: Any, tmp_path: Path) -> None:

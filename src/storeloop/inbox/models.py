@@ -32,7 +32,9 @@ class InboxDelivery(models.Model):
         verbose_name_plural = "inbox deliveries"
         constraints = [
             # A redelivery of the same delivery is a no-op: the insert conflicts and is dropped.
-            models.UniqueConstraint(fields=["source", "store", "delivery_id"], name="delivery_once"),
+            # The body hash is part of the key because WooCommerce derives the delivery id from
+            # (webhook id, unix second): two different orders changed in the same second share it.
+            models.UniqueConstraint(fields=["source", "store", "delivery_id", "body_hash"], name="delivery_once"),
         ]
         indexes = [models.Index(fields=["store", "status", "received_at"])]
 

@@ -100,7 +100,7 @@ def reconcile_store(store_id: int, *, client: WooCommercePort | None = None) -> 
         for items in _pages(active, store.reconciled_until):
             with transaction.atomic(durable=True):
                 for snapshot in items:
-                    result.outcomes[apply_order(store, snapshot)] += 1
+                    result.outcomes[str(apply_order(store, snapshot))] += 1
                 newest = max(o.date_modified_gmt for o in items)
                 if result.watermark is None or newest > result.watermark:
                     result.watermark = newest

@@ -13,9 +13,8 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 import orjson
@@ -37,6 +36,19 @@ from .models import (
     parse_product,
     parse_webhook,
 )
+from .port import OrderBy, Page, SortOrder, WooCommercePort
+
+__all__ = [
+    "API_PREFIX",
+    "DEFAULT_TIMEOUT",
+    "MAX_PER_PAGE",
+    "OrderBy",
+    "Page",
+    "SortOrder",
+    "WooCommerceClient",
+    "WooCommercePort",
+    "format_wc_datetime",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -46,102 +58,11 @@ MAX_PER_PAGE = 100  # WP REST rejects anything above with 400 rest_invalid_param
 DEFAULT_TIMEOUT = httpx.Timeout(10, connect=5)
 DEFAULT_USER_AGENT = "Storeloop/0.1 (woocommerce-client)"
 
-OrderBy = Literal["date", "id", "modified", "include"]
-SortOrder = Literal["asc", "desc"]
 AuthMode = Literal["basic", "query"]
 _ORDER_ORDERBY = frozenset({"date", "id", "modified", "include"})
 _PRODUCT_ORDERBY = frozenset({"date", "id", "modified", "include", "title", "slug", "price"})
 _CUSTOMER_ORDERBY = frozenset({"id", "include", "name", "registered_date"})
 _BOM = b"\xef\xbb\xbf"
-
-
-@dataclass(frozen=True, slots=True)
-class Page(Generic[T]):
-    """One page of a list endpoint. ``total``/``total_pages`` come from ``X-WP-Total(Pages)``."""
-
-    items: list[T]
-    page: int
-    per_page: int
-    total: int
-    total_pages: int
-    has_next: bool
-
-
-class WooCommercePort(Protocol):
-    """What Storeloop needs from a WooCommerce shop. Errors: ``storeloop...woocommerce.errors``."""
-
-    def check_credentials(self) -> None: ...
-
-    def list_orders_page(
-        self,
-        page: int = 1,
-        per_page: int = 100,
-        *,
-        modified_after: datetime | None = None,
-        modified_before: datetime | None = None,
-        orderby: OrderBy = "modified",
-        order: SortOrder = "asc",
-        status: str | Sequence[str] | None = None,
-        include: Sequence[int] | None = None,
-    ) -> Page[WooOrder]: ...
-
-    def iter_orders(
-        self,
-        *,
-        per_page: int = 100,
-        modified_after: datetime | None = None,
-        modified_before: datetime | None = None,
-        orderby: OrderBy = "modified",
-        order: SortOrder = "asc",
-        status: str | Sequence[str] | None = None,
-        include: Sequence[int] | None = None,
-    ) -> Iterator[WooOrder]: ...
-
-    def get_order(self, order_id: int) -> WooOrder: ...
-
-    def update_order(self, order_id: int, **fields: Any) -> WooOrder: ...
-
-    def list_customers_page(
-        self,
-        page: int = 1,
-        per_page: int = 100,
-        *,
-        email: str | None = None,
-        role: str | None = None,
-        orderby: str = "id",
-        order: SortOrder = "asc",
-        include: Sequence[int] | None = None,
-    ) -> Page[WooCustomer]: ...
-
-    def get_customer(self, customer_id: int) -> WooCustomer: ...
-
-    def list_products_page(
-        self,
-        page: int = 1,
-        per_page: int = 100,
-        *,
-        modified_after: datetime | None = None,
-        modified_before: datetime | None = None,
-        orderby: str = "id",
-        order: SortOrder = "asc",
-        status: str | None = None,
-        sku: str | None = None,
-        include: Sequence[int] | None = None,
-    ) -> Page[WooProduct]: ...
-
-    def get_product(self, product_id: int) -> WooProduct: ...
-
-    def list_webhooks(self, *, status: str | None = None) -> list[WooWebhook]: ...
-
-    def create_webhook(
-        self, *, name: str, topic: str, delivery_url: str, secret: str, status: str = "active"
-    ) -> WooWebhook: ...
-
-    def update_webhook(self, webhook_id: int, **fields: Any) -> WooWebhook: ...
-
-    def delete_webhook(self, webhook_id: int) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class _RedactConsumerSecret(logging.Filter):

@@ -187,7 +187,9 @@ def _int(d: Mapping[str, Any], key: str, path: str, default: Any = _MISSING) -> 
     raise _bad(f"{path}.{key}", f"expected an integer, got {_type_name(value)}")
 
 
-def _str(d: Mapping[str, Any], key: str, path: str, default: str | None = "") -> str:
+def _str(
+    d: Mapping[str, Any], key: str, path: str, default: str | None = "", *, lenient: bool = False
+) -> str:
     value = d.get(key, _MISSING)
     if value is _MISSING or value is None:
         if default is None:
@@ -195,8 +197,8 @@ def _str(d: Mapping[str, Any], key: str, path: str, default: str | None = "") ->
         return default
     if isinstance(value, str):
         return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        # e.g. a postcode or number stored as int by an importer.
+    if lenient and isinstance(value, int) and not isinstance(value, bool):
+        # e.g. a postcode or order number stored as int by an importer.
         return str(value)
     raise _bad(f"{path}.{key}", f"expected a string, got {_type_name(value)}")
 
@@ -286,17 +288,17 @@ def _address(d: Mapping[str, Any], key: str, path: str) -> WooAddress:
     a = _mapping(value, f"{path}.{key}")
     p = f"{path}.{key}"
     return WooAddress(
-        first_name=_str(a, "first_name", p),
-        last_name=_str(a, "last_name", p),
-        company=_str(a, "company", p),
-        address_1=_str(a, "address_1", p),
-        address_2=_str(a, "address_2", p),
-        city=_str(a, "city", p),
-        state=_str(a, "state", p),
-        postcode=_str(a, "postcode", p),
-        country=_str(a, "country", p),
-        email=_str(a, "email", p),
-        phone=_str(a, "phone", p),
+        first_name=_str(a, "first_name", p, lenient=True),
+        last_name=_str(a, "last_name", p, lenient=True),
+        company=_str(a, "company", p, lenient=True),
+        address_1=_str(a, "address_1", p, lenient=True),
+        address_2=_str(a, "address_2", p, lenient=True),
+        city=_str(a, "city", p, lenient=True),
+        state=_str(a, "state", p, lenient=True),
+        postcode=_str(a, "postcode", p, lenient=True),
+        country=_str(a, "country", p, lenient=True),
+        email=_str(a, "email", p, lenient=True),
+        phone=_str(a, "phone", p, lenient=True),
     )
 
 
@@ -337,7 +339,7 @@ def parse_order(data: Any) -> WooOrder:
     return WooOrder(
         id=_int(d, "id", p),
         parent_id=_int(d, "parent_id", p, 0),
-        number=_str(d, "number", p, default=str(d.get("id", ""))),
+        number=_str(d, "number", p, default=str(d.get("id", "")), lenient=True),
         status=_str(d, "status", p, default=None),
         currency=_str(d, "currency", p, default=None),
         date_created_gmt=_req_dt(d, "date_created_gmt", p),

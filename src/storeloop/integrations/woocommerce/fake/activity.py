@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from .core import ShopError
 
 if TYPE_CHECKING:
     from .shop import FakeWooShop
 
 # Realistic next states per current status (COD orders are often cancelled at the door).
+logger = logging.getLogger(__name__)
+
 _NEXT = {
     "pending": ("processing", "processing", "cancelled", "failed"),
     "processing": ("completed", "completed", "completed", "on-hold", "cancelled"),
@@ -50,7 +55,12 @@ class ActivityStream:
 
     def _run(self) -> None:
         while not self._stop.wait(self._rng.expovariate(self._events_per_second)):
-            self.step()
+            try:
+                self.step()
+            except ShopError:
+                continue  # raced with another change (e.g. refunded meanwhile)
+            except Exception:  # keep the demo shop alive whatever happens
+                logger.exception("fake shop activity step failed")
 
     def step(self) -> None:
         """One event; falls back to a new order when nothing fits."""
@@ -61,14 +71,14 @@ class ActivityStream:
             return
         self._shop.create_order()
 
-    def _recent(self) -> list[dict[str, object]]:
+    def _recent(self) -> list[dict[str, Any]]:
         ids = list(self._shop.recent_order_ids)
         self._rng.shuffle(ids)
-        found: list[dict[str, object]] = []
+        found: list[dict[str, Any]] = []
         for order_id in ids[:20]:
             try:
                 found.append(self._shop.get_order(order_id))
-            except Exception:  # noqa: BLE001, S112 - deleted meanwhile
+            except ShopError:  # deleted meanwhile
                 continue
         return found
 
@@ -87,7 +97,7 @@ class ActivityStream:
         for order in self._recent():
             if order["status"] not in ("completed", "processing"):
                 continue
-            refunded = sum((-Decimal(str(r["total"])) for r in order["refunds"]), Decimal(0))  # type: ignore[attr-defined]
+            refunded = sum((-Decimal(str(r["total"])) for r in order["refunds"]), Decimal(0))
             remaining = Decimal(str(order["total"])) - refunded
             if remaining <= 0:
                 continue

@@ -13,11 +13,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..client import API_PREFIX
-from .activity import ActivityStream
 from .catalogue import Product, build_catalogue
 from .customers import CustomerDirectory, CustomerRecord
 from .orders_gen import (
@@ -28,6 +27,10 @@ from .orders_gen import (
 )
 from .store import OrderQuery, OrderStore
 from .util import php_json, set_date
+
+if TYPE_CHECKING:
+    from .activity import ActivityStream
+
 from .webhooks import (
     TOPIC_HOOKS,
     DeliveryRecord,
@@ -90,7 +93,7 @@ class ShopCore:
         self,
         *,
         consumer_key: str = "ck_test",
-        consumer_secret: str = "cs_test",
+        consumer_secret: str = "cs_test",  # noqa: S107 - the fake shop's well-known test key
         seed: int = 1,
         currency: str = "EUR",
         site_url: str | None = None,
@@ -121,9 +124,14 @@ class ShopCore:
         self._people = people
         self._builder = OrderBuilder(tz=self.tz, currency=currency, sellables=self.sellables)
         history = History(
-            seed=seed, n=initial_orders, start_ts=start, end_ts=anchor - 60, base_id=FIRST_ORDER_ID,
-            people=people, builder=self._builder,
-        )  # fmt: skip
+            seed=seed,
+            n=initial_orders,
+            start_ts=start,
+            end_ts=anchor - 60,
+            base_id=FIRST_ORDER_ID,
+            people=people,
+            builder=self._builder,
+        )
         self.orders = OrderStore(history)
         self.customers = CustomerDirectory(seed=seed, people=people, start_ts=start, tz=self.tz)
         self._next_order_id = FIRST_ORDER_ID + initial_orders
@@ -146,6 +154,7 @@ class ShopCore:
             encode=php_json,
             rng=random.Random(seed * 7 + 3),
             timeout=delivery_timeout,
+            clock=lambda: self._clock().timestamp(),
         )
         self._server: Any = None
         self._activity: ActivityStream | None = None
@@ -163,7 +172,9 @@ class ShopCore:
     @property
     def site_url(self) -> str:
         """What the shop calls itself (links, X-WC-Webhook-Source); defaults to ``url``."""
-        return self._site_url or self.url
+        if self._site_url:
+            return self._site_url
+        return self.url if self._server is not None else "http://127.0.0.1"
 
     def now(self) -> int:
         return int(self._clock().timestamp())
@@ -203,9 +214,15 @@ class ShopCore:
     def webhook_json(self, w: WebhookState) -> dict[str, Any]:
         resource, _, event = w.topic.partition(".")
         data: dict[str, Any] = {
-            "id": w.id, "name": w.name, "status": w.status, "topic": w.topic, "resource": resource,
-            "event": event, "hooks": TOPIC_HOOKS.get(w.topic, []), "delivery_url": w.delivery_url,
-        }  # fmt: skip
+            "id": w.id,
+            "name": w.name,
+            "status": w.status,
+            "topic": w.topic,
+            "resource": resource,
+            "event": event,
+            "hooks": TOPIC_HOOKS.get(w.topic, []),
+            "delivery_url": w.delivery_url,
+        }
         set_date(data, "date_created", w.created_ts, self.tz)
         set_date(data, "date_modified", w.modified_ts, self.tz)
         data["_links"] = self._links("webhooks", w.id)

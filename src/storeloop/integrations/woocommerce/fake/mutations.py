@@ -39,22 +39,37 @@ class ShopMutations(ShopCore):
         """As ``POST /webhooks``: 201 body; an active webhook is pinged (asynchronously)."""
         topic = (topic or "").strip().lower()
         if not valid_topic(topic):
-            raise ShopError(400, "woocommerce_rest_shop_webhook_invalid_topic",
-                            "Webhook topic is required and must be valid.")  # fmt: skip
+            raise ShopError(
+                400,
+                "woocommerce_rest_shop_webhook_invalid_topic",
+                "Webhook topic is required and must be valid.",
+            )
         if not (delivery_url or "").startswith(("http://", "https://")):
-            raise ShopError(400, "woocommerce_rest_shop_webhook_invalid_delivery_url",
-                            "Webhook delivery URL must be a valid URL starting with http:// or https://.")  # fmt: skip
+            raise ShopError(
+                400,
+                "woocommerce_rest_shop_webhook_invalid_delivery_url",
+                "Webhook delivery URL must be a valid URL starting with http:// or https://.",
+            )
         if status not in WEBHOOK_STATUSES:
-            raise ShopError(400, "rest_invalid_param", "Invalid parameter(s): status",
-                            {"status": "status is not one of active, paused, and disabled."})  # fmt: skip
+            raise ShopError(
+                400,
+                "rest_invalid_param",
+                "Invalid parameter(s): status",
+                {"status": "status is not one of active, paused, and disabled."},
+            )
         with self._lock:
             now = self.now()
             webhook = WebhookState(
                 id=next(self._webhook_ids),
-                name=name or f"Webhook created on {datetime.fromtimestamp(now, self.tz):%b %d, %Y @ %I:%M %p}",
-                status=status, topic=topic, delivery_url=delivery_url,
-                secret=secret or secrets.token_hex(25), created_ts=now, modified_ts=now,
-            )  # fmt: skip
+                name=name
+                or f"Webhook created on {datetime.fromtimestamp(now, self.tz):%b %d, %Y @ %I:%M %p}",
+                status=status,
+                topic=topic,
+                delivery_url=delivery_url,
+                secret=secret or secrets.token_hex(25),
+                created_ts=now,
+                modified_ts=now,
+            )
             self._webhooks[webhook.id] = webhook
             if status == "active":
                 self._dispatcher.enqueue_ping(webhook.id)
@@ -67,12 +82,19 @@ class ShopMutations(ShopCore):
                 raise webhook_not_found()
             status = fields.get("status")
             if status is not None and status not in WEBHOOK_STATUSES:
-                raise ShopError(400, "rest_invalid_param", "Invalid parameter(s): status",
-                                {"status": "status is not one of active, paused, and disabled."})  # fmt: skip
+                raise ShopError(
+                    400,
+                    "rest_invalid_param",
+                    "Invalid parameter(s): status",
+                    {"status": "status is not one of active, paused, and disabled."},
+                )
             topic = fields.get("topic")
             if topic is not None and not valid_topic(str(topic).lower()):
-                raise ShopError(400, "woocommerce_rest_shop_webhook_invalid_topic",
-                                "Webhook topic is required and must be valid.")  # fmt: skip
+                raise ShopError(
+                    400,
+                    "woocommerce_rest_shop_webhook_invalid_topic",
+                    "Webhook topic is required and must be valid.",
+                )
             if "name" in fields:
                 webhook.name = str(fields["name"])
             if topic is not None:
@@ -117,11 +139,18 @@ class ShopMutations(ShopCore):
             raise ShopError(400, "woocommerce_rest_invalid_customer_id", "Customer ID is invalid.")
         b = record.data["billing"]
         return Person(
-            first_name=record.data["first_name"], last_name=record.data["last_name"], email=record.data["email"],
-            country=b.get("country") or "DE", city=b.get("city", ""), state=b.get("state", ""),
-            postcode=b.get("postcode", ""), address_1=b.get("address_1", ""), address_2=b.get("address_2", ""),
-            company=b.get("company", ""), phones=(b.get("phone", ""),),
-        )  # fmt: skip
+            first_name=record.data["first_name"],
+            last_name=record.data["last_name"],
+            email=record.data["email"],
+            country=b.get("country") or "DE",
+            city=b.get("city", ""),
+            state=b.get("state", ""),
+            postcode=b.get("postcode", ""),
+            address_1=b.get("address_1", ""),
+            address_2=b.get("address_2", ""),
+            company=b.get("company", ""),
+            phones=(b.get("phone", ""),),
+        )
 
     def create_order(self, **overrides: Any) -> dict[str, Any]:
         """A new checkout (random person, items and payment unless given); fires ``order.created``.
@@ -168,10 +197,19 @@ class ShopMutations(ShopCore):
             order_id = self._next_order_id
             self._next_order_id += 1
             record = self._builder.build(
-                order_id=order_id, rng=rng, person=person, customer_id=customer_id, status=status,
-                payment_method=method, created_ts=now, modified_ts=now, items=items, item_ids=self._item_ids,
-                coupon=bool(overrides.get("coupon", False)), customer_note=str(overrides.get("customer_note", "")),
-            )  # fmt: skip
+                order_id=order_id,
+                rng=rng,
+                person=person,
+                customer_id=customer_id,
+                status=status,
+                payment_method=method,
+                created_ts=now,
+                modified_ts=now,
+                items=items,
+                item_ids=self._item_ids,
+                coupon=bool(overrides.get("coupon", False)),
+                customer_note=str(overrides.get("customer_note", "")),
+            )
             self._apply_fields(
                 record, {k: v for k, v in overrides.items() if k in _EDITABLE and k != "status"}
             )
@@ -225,9 +263,8 @@ class ShopMutations(ShopCore):
                 data[key] = str(value)
             elif key == "status":
                 self._apply_status(record, str(value))
-            elif key == "set_paid":
-                if value:
-                    self._mark_paid(record, self.now())
+            elif key == "set_paid" and value:
+                self._mark_paid(record, self.now())
 
     def _apply_status(self, record: OrderRecord, status: str) -> None:
         if status not in ORDER_STATUSES or status == "trash":
@@ -343,8 +380,11 @@ class ShopMutations(ShopCore):
                     400, "registration-error-invalid-email", "Please provide a valid email address."
                 )
             if self.customers.find_email(email) is not None:
-                raise ShopError(400, "registration-error-email-exists",
-                                "An account is already registered with your email address.")  # fmt: skip
+                raise ShopError(
+                    400,
+                    "registration-error-email-exists",
+                    "An account is already registered with your email address.",
+                )
             customer_id = self.customers.next_id
             self.customers.next_id += 1
             now = self.now()
@@ -398,6 +438,16 @@ class ShopMutations(ShopCore):
 
 
 _EDITABLE = frozenset(
-    {"status", "customer_id", "billing", "shipping", "payment_method", "payment_method_title", "customer_note",
-     "meta_data", "transaction_id", "set_paid"}
-)  # fmt: skip
+    {
+        "status",
+        "customer_id",
+        "billing",
+        "shipping",
+        "payment_method",
+        "payment_method_title",
+        "customer_note",
+        "meta_data",
+        "transaction_id",
+        "set_paid",
+    }
+)

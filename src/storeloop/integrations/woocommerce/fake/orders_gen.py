@@ -126,16 +126,28 @@ class OrderBuilder:
             subtotal = q2(sellable.price * qty)
             total = q2(subtotal * Decimal("0.9")) if coupon else subtotal
             subtotal_tax, total_tax = q2(subtotal * rate), q2(total * rate)
-            lines.append({
-                "id": next(item_ids), "name": sellable.name, "product_id": sellable.product_id,
-                "variation_id": sellable.variation_id, "quantity": qty, "tax_class": "",
-                "subtotal": money(subtotal), "subtotal_tax": money(subtotal_tax),
-                "total": money(total), "total_tax": money(total_tax),
-                "taxes": [{"id": 1, "total": money(total_tax), "subtotal": money(subtotal_tax)}] if rate else [],
-                "meta_data": [], "sku": sellable.sku,
-                "price": float(total / qty),  # a JSON number in WooCommerce, unlike the money strings
-                "image": {"id": "", "src": ""}, "parent_name": None,
-            })  # fmt: skip
+            lines.append(
+                {
+                    "id": next(item_ids),
+                    "name": sellable.name,
+                    "product_id": sellable.product_id,
+                    "variation_id": sellable.variation_id,
+                    "quantity": qty,
+                    "tax_class": "",
+                    "subtotal": money(subtotal),
+                    "subtotal_tax": money(subtotal_tax),
+                    "total": money(total),
+                    "total_tax": money(total_tax),
+                    "taxes": [{"id": 1, "total": money(total_tax), "subtotal": money(subtotal_tax)}]
+                    if rate
+                    else [],
+                    "meta_data": [],
+                    "sku": sellable.sku,
+                    "price": float(total / qty),  # a JSON number in WooCommerce, unlike the money strings
+                    "image": {"id": "", "src": ""},
+                    "parent_name": None,
+                }
+            )
         items_total = sum((Decimal(li["total"]) for li in lines), Decimal(0))
         cart_tax = sum((Decimal(li["total_tax"]) for li in lines), Decimal(0))
         discount = sum((Decimal(li["subtotal"]) - Decimal(li["total"]) for li in lines), Decimal(0))
@@ -152,25 +164,50 @@ class OrderBuilder:
             else:
                 method, title, shipping_total = "flat_rate", "Flat rate", Decimal("4.90")
             shipping_tax = q2(shipping_total * rate)
-            shipping_lines.append({
-                "id": next(item_ids), "method_title": title, "method_id": method, "instance_id": "1",
-                "total": money(shipping_total), "total_tax": money(shipping_tax),
-                "taxes": [{"id": 1, "total": money(shipping_tax), "subtotal": ""}] if rate else [],
-                "meta_data": [],
-            })  # fmt: skip
+            shipping_lines.append(
+                {
+                    "id": next(item_ids),
+                    "method_title": title,
+                    "method_id": method,
+                    "instance_id": "1",
+                    "total": money(shipping_total),
+                    "total_tax": money(shipping_tax),
+                    "taxes": [{"id": 1, "total": money(shipping_tax), "subtotal": ""}] if rate else [],
+                    "meta_data": [],
+                }
+            )
         total_tax = cart_tax + shipping_tax
         grand_total = items_total + shipping_total + total_tax
         tax_lines = (
-            [{"id": next(item_ids), "rate_code": f"{person.country}-VAT-1", "rate_id": 1, "label": "VAT",
-              "compound": False, "tax_total": money(cart_tax), "shipping_tax_total": money(shipping_tax),
-              "rate_percent": 19, "meta_data": []}]
-            if rate else []
-        )  # fmt: skip
+            [
+                {
+                    "id": next(item_ids),
+                    "rate_code": f"{person.country}-VAT-1",
+                    "rate_id": 1,
+                    "label": "VAT",
+                    "compound": False,
+                    "tax_total": money(cart_tax),
+                    "shipping_tax_total": money(shipping_tax),
+                    "rate_percent": 19,
+                    "meta_data": [],
+                }
+            ]
+            if rate
+            else []
+        )
         coupon_lines = (
-            [{"id": next(item_ids), "code": "welcome10", "discount": money(discount),
-              "discount_tax": money(discount_tax), "meta_data": []}]
-            if coupon else []
-        )  # fmt: skip
+            [
+                {
+                    "id": next(item_ids),
+                    "code": "welcome10",
+                    "discount": money(discount),
+                    "discount_tax": money(discount_tax),
+                    "meta_data": [],
+                }
+            ]
+            if coupon
+            else []
+        )
         refunds: list[dict[str, Any]] = []
         if refund != "none" and grand_total > 0:
             amount = (
@@ -185,27 +222,61 @@ class OrderBuilder:
             "paypal": _alnum(rng, 17, "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"),
         }
         data: dict[str, Any] = {
-            "id": order_id, "parent_id": 0, "number": str(order_id), "order_key": order_key,
-            "created_via": "checkout", "version": "9.4.0", "status": status, "currency": self.currency,
-            "date_created": None, "date_created_gmt": None, "date_modified": None, "date_modified_gmt": None,
-            "discount_total": money(discount), "discount_tax": money(discount_tax),
-            "shipping_total": money(shipping_total), "shipping_tax": money(shipping_tax),
-            "cart_tax": money(cart_tax), "total": money(grand_total), "total_tax": money(total_tax),
-            "prices_include_tax": False, "customer_id": customer_id,
+            "id": order_id,
+            "parent_id": 0,
+            "number": str(order_id),
+            "order_key": order_key,
+            "created_via": "checkout",
+            "version": "9.4.0",
+            "status": status,
+            "currency": self.currency,
+            "date_created": None,
+            "date_created_gmt": None,
+            "date_modified": None,
+            "date_modified_gmt": None,
+            "discount_total": money(discount),
+            "discount_tax": money(discount_tax),
+            "shipping_total": money(shipping_total),
+            "shipping_tax": money(shipping_tax),
+            "cart_tax": money(cart_tax),
+            "total": money(grand_total),
+            "total_tax": money(total_tax),
+            "prices_include_tax": False,
+            "customer_id": customer_id,
             "customer_ip_address": f"192.0.2.{rng.randint(1, 254)}" if rng.random() < 0.8 else "",
-            "customer_user_agent": rng.choice(_UAS), "customer_note": customer_note,
-            "billing": billing_of(person, rng), "shipping": shipping_of(person),
-            "payment_method": payment_method, "payment_method_title": PAYMENT_TITLES.get(payment_method, payment_method),
-            "transaction_id": transaction_id.get(payment_method, "") if status not in ("pending", "failed") else "",
-            "date_paid": None, "date_paid_gmt": None, "date_completed": None, "date_completed_gmt": None,
+            "customer_user_agent": rng.choice(_UAS),
+            "customer_note": customer_note,
+            "billing": billing_of(person, rng),
+            "shipping": shipping_of(person),
+            "payment_method": payment_method,
+            "payment_method_title": PAYMENT_TITLES.get(payment_method, payment_method),
+            "transaction_id": transaction_id.get(payment_method, "")
+            if status not in ("pending", "failed")
+            else "",
+            "date_paid": None,
+            "date_paid_gmt": None,
+            "date_completed": None,
+            "date_completed_gmt": None,
             "cart_hash": _alnum(rng, 32, "0123456789abcdef"),
-            "meta_data": [{"id": next(item_ids), "key": "_wc_order_attribution_source_type",
-                           "value": rng.choice(("organic", "typein", "utm", "referral"))}],
-            "line_items": lines, "tax_lines": tax_lines, "shipping_lines": shipping_lines, "fee_lines": [],
-            "coupon_lines": coupon_lines, "refunds": refunds, "payment_url": "", "is_editable": False,
-            "needs_payment": False, "needs_processing": bool(shipping_lines),
+            "meta_data": [
+                {
+                    "id": next(item_ids),
+                    "key": "_wc_order_attribution_source_type",
+                    "value": rng.choice(("organic", "typein", "utm", "referral")),
+                }
+            ],
+            "line_items": lines,
+            "tax_lines": tax_lines,
+            "shipping_lines": shipping_lines,
+            "fee_lines": [],
+            "coupon_lines": coupon_lines,
+            "refunds": refunds,
+            "payment_url": "",
+            "is_editable": False,
+            "needs_payment": False,
+            "needs_processing": bool(shipping_lines),
             "currency_symbol": CURRENCY_SYMBOLS.get(self.currency, self.currency),
-        }  # fmt: skip
+        }
         record = OrderRecord(data, created_ts, modified_ts)
         set_date(data, "date_created", created_ts, self.tz)
         set_date(data, "date_modified", modified_ts, self.tz)
@@ -252,10 +323,23 @@ def _skew(value: int, n: int) -> int:
     return min(n - 1, int(n * u * u))
 
 
-_OLD = (("completed", 780), ("cancelled", 70), ("refunded", 50), ("failed", 40), ("pending", 30),
-        ("processing", 20), ("on-hold", 10))  # fmt: skip
-_RECENT = (("processing", 450), ("completed", 250), ("on-hold", 100), ("pending", 100), ("cancelled", 50),
-           ("failed", 50))  # fmt: skip
+_OLD = (
+    ("completed", 780),
+    ("cancelled", 70),
+    ("refunded", 50),
+    ("failed", 40),
+    ("pending", 30),
+    ("processing", 20),
+    ("on-hold", 10),
+)
+_RECENT = (
+    ("processing", 450),
+    ("completed", 250),
+    ("on-hold", 100),
+    ("pending", 100),
+    ("cancelled", 50),
+    ("failed", 50),
+)
 
 
 def _pick(table: tuple[tuple[str, int], ...], value: int) -> str:

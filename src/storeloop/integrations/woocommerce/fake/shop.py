@@ -205,7 +205,9 @@ class FakeWooShop(ShopMutations):
                 "id": lambda w: w.id,
                 "title": lambda w: (w.name.lower(), w.id),
             }
-            total, page = self._page(found, keys.get(orderby, lambda w: (w.created_ts, w.id)), order, offset, limit)
+            total, page = self._page(
+                found, keys.get(orderby, lambda w: (w.created_ts, w.id)), order, offset, limit
+            )
             return total, [self.webhook_json(w) for w in page]
 
     # --- activity ----------------------------------------------------------------------------------

@@ -38,14 +38,26 @@ TOPIC_HOOKS: dict[str, list[str]] = {
     "customer.updated": ["profile_update", "woocommerce_update_customer"],
     "customer.deleted": ["delete_user"],
     "order.created": ["woocommerce_new_order"],
-    "order.updated": ["woocommerce_update_order", "woocommerce_order_refunded", "woocommerce_delete_order_refund"],
+    "order.updated": [
+        "woocommerce_update_order",
+        "woocommerce_order_refunded",
+        "woocommerce_delete_order_refund",
+    ],
     "order.deleted": ["wp_trash_post", "woocommerce_trash_order"],
     "order.restored": ["untrashed_post", "woocommerce_untrash_order"],
-    "product.created": ["woocommerce_process_product_meta", "woocommerce_new_product", "woocommerce_new_product_variation"],
-    "product.updated": ["woocommerce_process_product_meta", "woocommerce_update_product", "woocommerce_update_product_variation"],
+    "product.created": [
+        "woocommerce_process_product_meta",
+        "woocommerce_new_product",
+        "woocommerce_new_product_variation",
+    ],
+    "product.updated": [
+        "woocommerce_process_product_meta",
+        "woocommerce_update_product",
+        "woocommerce_update_product_variation",
+    ],
     "product.deleted": ["wp_trash_post"],
     "product.restored": ["untrashed_post"],
-}  # fmt: skip
+}
 WEBHOOK_STATUSES = ("active", "paused", "disabled")
 
 
@@ -144,6 +156,7 @@ class Dispatcher:
         encode: Callable[[Any], bytes],
         rng: random.Random,
         timeout: float,
+        clock: Callable[[], float] = time.time,
         reorder_hold: float = 0.5,
     ) -> None:
         self._get_webhook = get_webhook
@@ -154,23 +167,29 @@ class Dispatcher:
         self._encode = encode
         self._rng = rng
         self._reorder_hold = reorder_hold
-        self._queue: queue.Queue[_Job] = queue.Queue()
+        self._clock = clock
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._pending: set[tuple[int, int]] = set()
         self._unfinished = 0
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._ids = itertools.count(1)
+        self._timeout = timeout
         self._http = httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False)
         self.log: list[DeliveryRecord] = []
 
     def start(self) -> None:
         if self._thread is None:
+            if self._http.is_closed:  # restarted after stop()
+                self._http = httpx.Client(timeout=self._timeout, follow_redirects=False, trust_env=False)
+            self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="fake-woo-webhooks", daemon=True)
             self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self._queue.put(None)  # wake the thread now
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
@@ -203,21 +222,28 @@ class Dispatcher:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                job = self._queue.get(timeout=0.1)
+                job = self._queue.get(timeout=0.5)
             except queue.Empty:
                 continue
+            if job is None:  # stop()
+                return
             faults = self._faults()
             if (
                 faults.reorder_rate
                 and job.resource_id is not None
                 and self._rng.random() < faults.reorder_rate
             ):
+                # Hold this one back; whatever comes next (within the hold time) goes first.
                 try:
-                    following: _Job | None = self._queue.get(timeout=self._reorder_hold)
+                    following = self._queue.get(timeout=self._reorder_hold)
                 except queue.Empty:
                     following = None
                 if following is not None:
                     self._attempt(following)
+                self._attempt(job)
+                if following is None and self._stop.is_set():
+                    return
+                continue
             self._attempt(job)
 
     def _attempt(self, job: _Job) -> None:
@@ -251,7 +277,7 @@ class Dispatcher:
 
     def _delivery_id(self, webhook_id: int) -> str:
         if self._faults().delivery_id_per_second:
-            seed = f"{webhook_id}{int(time.time())}"
+            seed = f"{webhook_id}{int(self._clock())}"  # wp_hash($id . strtotime('now'))
         else:
             seed = f"{webhook_id}:{next(self._ids)}:{time.time_ns()}"
         return hashlib.blake2s(seed.encode(), digest_size=16).hexdigest()
@@ -292,10 +318,17 @@ class Dispatcher:
             self._on_result(webhook.id, code is not None and 200 <= code < 303, False)
             self._record(
                 DeliveryRecord(
-                    webhook.id, job.topic, job.resource_id, delivery_id, code, error, "delivery",
-                    duplicate=copy > 0, at=time.time(),
+                    webhook.id,
+                    job.topic,
+                    job.resource_id,
+                    delivery_id,
+                    code,
+                    error,
+                    "delivery",
+                    duplicate=copy > 0,
+                    at=time.time(),
                 )
-            )  # fmt: skip
+            )
 
     def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int | None, str | None]:
         try:
