@@ -23,7 +23,7 @@ $(UV):
 	@touch $@
 
 run: .venv/.synced
-	.venv/bin/storeloop run
+	exec .venv/bin/storeloop run
 
 test: .venv/.synced
 	.venv/bin/pytest

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import uuid
 from types import FrameType
@@ -67,17 +66,12 @@ def register(sub: Any) -> None:
     rotate.set_defaults(handler=_keys_rotate)
 
 
-def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-
-
 def _worker(args: argparse.Namespace) -> int:
     from django.conf import settings
 
     from storeloop.core.tasks.reaper import reap_expired_leases
     from storeloop.core.tasks.worker import LeasedWorker
 
-    _logging()
     import storeloop.config.schedule  # noqa: F401  (imports every task module, registering policies)
 
     queues = args.queues.split(",")
@@ -102,7 +96,6 @@ def _scheduler(args: argparse.Namespace) -> int:
     from storeloop.config.schedule import recurring_jobs
     from storeloop.core.tasks.scheduler import Scheduler
 
-    _logging()
     scheduler = Scheduler(recurring_jobs(), tick_seconds=args.tick)
 
     def stop(signum: int, frame: FrameType | None) -> None:

@@ -87,9 +87,20 @@ def _web(args: argparse.Namespace) -> int:
     return 0  # pragma: no cover
 
 
+def _die_with_parent() -> None:
+    """In the child: ask Linux to SIGTERM us if the supervisor dies, even by SIGKILL."""
+    try:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: the supervisor's own shutdown path still stops the children
+
+
 def _spawn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     # Each child gets its own process group so we can stop it (and only it) as a whole.
-    return subprocess.Popen(args, start_new_session=True, env=env)
+    return subprocess.Popen(args, start_new_session=True, env=env, preexec_fn=_die_with_parent)  # noqa: PLW1509
 
 
 def _stop_all(children: list[subprocess.Popen[bytes]], timeout: float = 15.0) -> None:

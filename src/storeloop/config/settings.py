@@ -146,5 +146,7 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
+        # django_tasks logs every state change; our worker logs one line per outcome instead.
+        "django_tasks": {"level": "WARNING"},
     },
 }
