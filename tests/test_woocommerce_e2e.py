@@ -29,8 +29,23 @@ def shop() -> Iterator[FakeWooShop]:
 @pytest.fixture
 def connected(shop: FakeWooShop, live_server: Any, settings: Any, capsys: Any) -> Store:
     settings.PUBLIC_URL = live_server.url
-    code = main(["store", "add", "--name", "E2E", "--url", shop.url, "--consumer-key", "ck_e2e",
-                 "--consumer-secret", "cs_e2e", "--auth", "query", "--json"])
+    code = main(
+        [
+            "store",
+            "add",
+            "--name",
+            "E2E",
+            "--url",
+            shop.url,
+            "--consumer-key",
+            "ck_e2e",
+            "--consumer-secret",
+            "cs_e2e",
+            "--auth",
+            "query",
+            "--json",
+        ]
+    )
     assert code == 0
     store_id = json.loads(capsys.readouterr().out)["id"]
     assert shop.flush()
@@ -43,11 +58,16 @@ def mirror_matches_shop(shop: FakeWooShop, ids: list[int]) -> None:
     for order_id in ids:
         truth = shop.get_order(order_id)
         mine = mirrored[order_id]
-        assert (mine.status, mine.total, mine.currency) == (truth["status"], Decimal(truth["total"]), truth["currency"])
+        assert (mine.status, mine.total, mine.currency) == (
+            truth["status"],
+            Decimal(truth["total"]),
+            truth["currency"],
+        )
 
 
-def test_store_add_registers_every_webhook_and_answers_the_ping(connected: Store, shop: FakeWooShop,
-                                                                live_server: Any) -> None:
+def test_store_add_registers_every_webhook_and_answers_the_ping(
+    connected: Store, shop: FakeWooShop, live_server: Any
+) -> None:
     hooks = shop.webhooks
     assert sorted(h["topic"] for h in hooks) == sorted(WEBHOOK_TOPICS)
     assert {h["delivery_url"] for h in hooks} == {f"{live_server.url}/webhooks/woocommerce/{connected.pk}"}
@@ -59,16 +79,31 @@ def test_store_add_registers_every_webhook_and_answers_the_ping(connected: Store
 
 
 def test_wrong_credentials_are_refused_and_nothing_is_stored(shop: FakeWooShop, capsys: Any) -> None:
-    code = main(["store", "add", "--name", "X", "--url", shop.url, "--consumer-key", "ck_e2e",
-                 "--consumer-secret", "wrong", "--auth", "query"])
+    code = main(
+        [
+            "store",
+            "add",
+            "--name",
+            "X",
+            "--url",
+            shop.url,
+            "--consumer-key",
+            "ck_e2e",
+            "--consumer-secret",
+            "wrong",
+            "--auth",
+            "query",
+        ]
+    )
     assert code == 2
     assert "shop_credentials_rejected" in capsys.readouterr().err
     assert not Store.objects.exists()
     assert shop.webhooks == []
 
 
-def test_orders_flow_in_through_webhooks_despite_duplicates_and_reordering(connected: Store,
-                                                                           shop: FakeWooShop) -> None:
+def test_orders_flow_in_through_webhooks_despite_duplicates_and_reordering(
+    connected: Store, shop: FakeWooShop
+) -> None:
     shop.faults.update({"duplicate_rate": 1.0, "reorder_rate": 0.5})
     ids = [shop.create_order()["id"] for _ in range(5)]
     shop.set_status(ids[0], "completed")
@@ -101,8 +136,9 @@ def test_a_dropped_webhook_is_repaired_by_reconciliation(connected: Store, shop:
     assert again.outcomes.get("updated", 0) == 0
 
 
-def test_a_webhook_disabled_by_the_shop_is_noticed_and_re_enabled(connected: Store, shop: FakeWooShop,
-                                                                  api_for: Any) -> None:
+def test_a_webhook_disabled_by_the_shop_is_noticed_and_re_enabled(
+    connected: Store, shop: FakeWooShop, api_for: Any
+) -> None:
     # Our receiver starts refusing (a rotated secret the shop does not know): WooCommerce disables
     # the webhook on the 7th consecutive failure and never redelivers.
     Store.objects.filter(pk=connected.pk).update(webhook_secret="rotated-without-telling-the-shop")

@@ -69,10 +69,9 @@ def register(sub: Any) -> None:
 def _worker(args: argparse.Namespace) -> int:
     from django.conf import settings
 
+    import storeloop.config.schedule  # noqa: F401  (imports every task module, registering policies)
     from storeloop.core.tasks.reaper import reap_expired_leases
     from storeloop.core.tasks.worker import LeasedWorker
-
-    import storeloop.config.schedule  # noqa: F401  (imports every task module, registering policies)
 
     queues = args.queues.split(",")
     worker = LeasedWorker(

@@ -100,7 +100,7 @@ def _die_with_parent() -> None:
 
 def _spawn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     # Each child gets its own process group so we can stop it (and only it) as a whole.
-    return subprocess.Popen(args, start_new_session=True, env=env, preexec_fn=_die_with_parent)  # noqa: PLW1509
+    return subprocess.Popen(args, start_new_session=True, env=env, preexec_fn=_die_with_parent)
 
 
 def _stop_all(children: list[subprocess.Popen[bytes]], timeout: float = 15.0) -> None:

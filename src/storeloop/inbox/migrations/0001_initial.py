@@ -5,36 +5,67 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('stores', '0001_initial'),
+        ("stores", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='InboxDelivery',
+            name="InboxDelivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('source', models.CharField(max_length=30)),
-                ('topic', models.CharField(max_length=100)),
-                ('delivery_id', models.CharField(max_length=128)),
-                ('webhook_id', models.CharField(blank=True, default='', max_length=64)),
-                ('body', models.BinaryField()),
-                ('body_hash', models.CharField(max_length=64)),
-                ('received_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('status', models.CharField(choices=[('received', 'Received'), ('processed', 'Processed'), ('ignored', 'Ignored'), ('failed', 'Failed')], default='received', max_length=20)),
-                ('outcome', models.CharField(blank=True, default='', max_length=200)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('last_error', models.TextField(blank=True, default='')),
-                ('processed_at', models.DateTimeField(blank=True, null=True)),
-                ('store', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='stores.store')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("source", models.CharField(max_length=30)),
+                ("topic", models.CharField(max_length=100)),
+                ("delivery_id", models.CharField(max_length=128)),
+                ("webhook_id", models.CharField(blank=True, default="", max_length=64)),
+                ("body", models.BinaryField()),
+                ("body_hash", models.CharField(max_length=64)),
+                ("received_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("received", "Received"),
+                            ("processed", "Processed"),
+                            ("ignored", "Ignored"),
+                            ("failed", "Failed"),
+                        ],
+                        default="received",
+                        max_length=20,
+                    ),
+                ),
+                ("outcome", models.CharField(blank=True, default="", max_length=200)),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("last_error", models.TextField(blank=True, default="")),
+                ("processed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "store",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="deliveries",
+                        to="stores.store",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'inbox deliveries',
-                'indexes': [models.Index(fields=['store', 'status', 'received_at'], name='inbox_inbox_store_i_81a2f0_idx')],
-                'constraints': [models.UniqueConstraint(fields=('source', 'store', 'delivery_id', 'body_hash'), name='delivery_once')],
+                "verbose_name_plural": "inbox deliveries",
+                "indexes": [
+                    models.Index(
+                        fields=["store", "status", "received_at"], name="inbox_inbox_store_i_81a2f0_idx"
+                    )
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("source", "store", "delivery_id", "body_hash"), name="delivery_once"
+                    )
+                ],
             },
         ),
     ]
