@@ -173,3 +173,14 @@ def test_reconcile_command(connected: Store, shop: FakeWooShop, capsys: Any) -> 
     assert code == 0
     assert json.loads(capsys.readouterr().out)["fetched"] == 3
     mirror_matches_shop(shop, ids)
+
+
+def test_store_remove_deletes_our_webhooks_and_the_data(connected: Store, shop: FakeWooShop) -> None:
+    shop.create_order()
+    assert shop.flush()
+    drain()
+    assert Order.objects.count() == 1
+    assert main(["store", "remove", "--store", str(connected.pk), "--yes"]) == 0
+    assert shop.webhooks == []
+    assert not Store.objects.exists()
+    assert Order.objects.count() == 0

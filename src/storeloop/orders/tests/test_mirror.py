@@ -143,3 +143,59 @@ def test_replay_processes_a_delivery_again(store: Any) -> None:
     replay_delivery(store=store, delivery_pk=InboxDelivery.objects.get().pk)
     drain()
     assert Order.objects.get().external_id == 727
+
+
+def test_customer_and_product_deliveries(store: Any) -> None:
+    from storeloop.orders.models import Product
+
+    customer = {
+        "id": 42,
+        "email": "Lukasz@Example.pl",
+        "first_name": "Łukasz",
+        "last_name": "Wójcik",
+        "role": "customer",
+        "username": "lukasz",
+        "date_created_gmt": "2026-01-01T10:00:00",
+        "date_modified_gmt": "2026-01-02T10:00:00",
+        "billing": {
+            "first_name": "Łukasz",
+            "last_name": "Wójcik",
+            "email": "lukasz@example.pl",
+            "phone": "512 345 678",
+            "country": "PL",
+        },
+        "shipping": {},
+        "is_paying_customer": True,
+        "meta_data": [],
+    }
+    product = {
+        "id": 93,
+        "name": "Mug",
+        "slug": "mug",
+        "sku": "MUG-1",
+        "type": "simple",
+        "status": "publish",
+        "parent_id": 0,
+        "price": "7.50",
+        "regular_price": "7.50",
+        "sale_price": "",
+        "date_created_gmt": "2026-01-01T10:00:00",
+        "date_modified_gmt": "2026-01-03T10:00:00",
+    }
+    deliver(store, customer, topic="customer.created")
+    deliver(store, product, topic="product.updated")
+    drain()
+    contact = Contact.objects.get()
+    assert (contact.email, contact.phone, contact.woo_customer_id, contact.first_name) == (
+        "lukasz@example.pl",
+        "+48512345678",
+        42,
+        "Łukasz",
+    )
+    mug = Product.objects.get()
+    assert (mug.external_id, mug.sku, mug.price) == (93, "MUG-1", Decimal("7.50"))
+    # A later order of that customer lands on the same contact; its line links the product.
+    deliver(store, order_payload(id=9, customer_id=42, billing={"email": "other@example.pl"}))
+    drain()
+    assert Contact.objects.count() == 1
+    assert OrderLine.objects.get(external_id=315).product == mug
