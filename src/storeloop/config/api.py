@@ -9,10 +9,14 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 
+from storeloop.backfill.api import router as backfill_router
 from storeloop.config.auth import StoreApiKey
 from storeloop.contacts.api import router as contacts_router
 from storeloop.core.errors import ApplicationError
+from storeloop.crm.api import router as crm_router
 from storeloop.inbox.api import router as inbox_router
+from storeloop.metrics.api import contact_metrics_router
+from storeloop.metrics.api import router as metrics_router
 from storeloop.orders.api import router as orders_router
 from storeloop.system.api import router as system_router
 
@@ -30,6 +34,10 @@ api.add_router("/orders", orders_router)
 api.add_router("/contacts", contacts_router)
 api.add_router("/inbox", inbox_router)
 api.add_router("/system", system_router)
+api.add_router("/metrics", metrics_router)
+api.add_router("/contacts", contact_metrics_router)  # GET /contacts/{id}/metrics
+api.add_router("/orders", crm_router)  # GET/POST /orders/{id}/sync …
+api.add_router("/backfills", backfill_router)
 
 
 def _body(code: str, message: str, details: object = None) -> dict[str, object]:

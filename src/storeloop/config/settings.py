@@ -55,6 +55,9 @@ INSTALLED_APPS = [
     "storeloop.contacts",
     "storeloop.orders",
     "storeloop.inbox",
+    "storeloop.metrics",
+    "storeloop.crm",
+    "storeloop.backfill",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class BackfillConfig(AppConfig):
+    name = "storeloop.backfill"
+    label = "backfill"
