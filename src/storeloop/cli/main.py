@@ -19,7 +19,7 @@ def _setup_django() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from storeloop.cli import ops, run, stores
+    from storeloop.cli import backfill, ops, run, stores
 
     parser = argparse.ArgumentParser(
         prog="storeloop",
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.register(sub)
     stores.register(sub)
     ops.register(sub)
+    backfill.register(sub)
     return parser
 
 

@@ -17,9 +17,7 @@ def register(sub: Any) -> None:
     worker = sub.add_parser("worker", help="run a task worker (several may run, on several machines)")
     worker.add_argument("--queues", default="*", help=f"comma-separated queues or * (known: {ALL_QUEUES})")
     worker.add_argument("--interval", type=float, default=0.5, help="seconds to wait when the queue is empty")
-    worker.add_argument(
-        "--lease-seconds", type=float, help="task lease length (default STORELOOP_TASK_LEASE_SECONDS)"
-    )
+    worker.add_argument("--lease-seconds", type=float, help="task lease length (default STORELOOP_TASK_LEASE_SECONDS)")
     worker.add_argument("--max-tasks", type=int, help="exit after this many tasks")
     worker.add_argument("--batch", action="store_true", help="drain the queue, then exit")
     worker.add_argument("--worker-id", help="unique id (default: random)")
@@ -213,9 +211,7 @@ def _inbox_replay(args: argparse.Namespace) -> int:
 
     ids = list(args.ids)
     if args.failed:
-        ids += list(
-            InboxDelivery.objects.filter(status=InboxDelivery.Status.FAILED).values_list("pk", flat=True)
-        )
+        ids += list(InboxDelivery.objects.filter(status=InboxDelivery.Status.FAILED).values_list("pk", flat=True))
     if not ids:
         console.print("Nothing to replay: give delivery ids or --failed.")
         return 2

@@ -219,8 +219,7 @@ def _run(args: argparse.Namespace) -> int:
             store_id = _connect_demo_store(shop_url)
             connections.close_all()
             console.print(
-                f"[bold]Demo shop[/bold] at {shop_url} connected as store {store_id}; "
-                "orders arrive every few seconds."
+                f"[bold]Demo shop[/bold] at {shop_url} connected as store {store_id}; orders arrive every few seconds."
             )
         console.print(
             f"[bold green]Storeloop is running[/bold green] at {base}/  "

@@ -140,9 +140,7 @@ def _reconcile(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.as_dict())
     else:
-        console.print(
-            f"Fetched {result.fetched} orders: {dict(result.outcomes)}; watermark {result.watermark}"
-        )
+        console.print(f"Fetched {result.fetched} orders: {dict(result.outcomes)}; watermark {result.watermark}")
         if result.webhooks_repaired:
             console.print(f"[yellow]Repaired webhooks:[/yellow] {', '.join(result.webhooks_repaired)}")
     return 0

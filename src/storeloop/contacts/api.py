@@ -66,9 +66,7 @@ class MergeOut(Schema):
 
 
 @router.get("", response=ContactPage, summary="List contacts (merged-away contacts are hidden)")
-def list_contacts(
-    request: HttpRequest, email: str | None = None, limit: int = 50, offset: int = 0
-) -> ContactPage:
+def list_contacts(request: HttpRequest, email: str | None = None, limit: int = 50, offset: int = 0) -> ContactPage:
     items, count, next_offset = paginate(
         contact_list(store=request_store(request), email=email), limit=limit, offset=offset
     )

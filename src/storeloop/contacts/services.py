@@ -63,7 +63,7 @@ def _live(contact: Contact) -> Contact:
     return contact
 
 
-def _match_keys(person: PersonData) -> list[tuple[str, str]]:
+def match_keys(person: PersonData) -> list[tuple[str, str]]:
     # Priority: the shop's own customer id, then email. Phone only when nothing else is known:
     # households share phones, so a phone alone must not fold two emails into one person.
     keys = [(k, v) for k, v in person.identities() if k != Kind.PHONE]
@@ -73,12 +73,8 @@ def _match_keys(person: PersonData) -> list[tuple[str, str]]:
 
 
 def _find(store: Store, person: PersonData) -> Contact | None:
-    for kind, value in _match_keys(person):
-        identity = (
-            ContactIdentity.objects.select_related("contact")
-            .filter(store=store, kind=kind, value=value)
-            .first()
-        )
+    for kind, value in match_keys(person):
+        identity = ContactIdentity.objects.select_related("contact").filter(store=store, kind=kind, value=value).first()
         if identity is not None:
             return _live(identity.contact)
     return None
@@ -108,7 +104,7 @@ def resolve_contact(store: Store, person: PersonData) -> Contact | None:
                         country=person.country,
                     )
                 taken = _attach_identities(store, contact, person)
-                if created and taken & set(_match_keys(person)):
+                if created and taken & set(match_keys(person)):
                     # Another writer committed one of these identities after our lookup: its
                     # contact is the person. Undo ours and read again.
                     raise _LostRace
@@ -127,9 +123,7 @@ def _attach_identities(store: Store, contact: Contact, person: PersonData) -> se
     """Attach the identities nobody holds yet; returns those already held."""
     wanted = person.identities()
     existing = set(
-        ContactIdentity.objects.filter(store=store, value__in=[v for _, v in wanted]).values_list(
-            "kind", "value"
-        )
+        ContactIdentity.objects.filter(store=store, value__in=[v for _, v in wanted]).values_list("kind", "value")
     ) & set(wanted)
     for kind, value in person.identities():
         if (kind, value) in existing:
@@ -168,16 +162,13 @@ def merge_contacts(*, store: Store, source_id: int, target_id: int, reason: str,
         raise ValidationError("a merge needs a reason", code="merge_reason_required")
     with transaction.atomic(durable=True):
         contacts = {
-            c.pk: c
-            for c in Contact.objects.select_for_update().filter(store=store, pk__in=[source_id, target_id])
+            c.pk: c for c in Contact.objects.select_for_update().filter(store=store, pk__in=[source_id, target_id])
         }
         if len(contacts) != 2:
             raise ValidationError("both contacts must exist in this store", code="merge_contact_not_found")
         source, target = contacts[source_id], contacts[target_id]
         if source.merged_into_id is not None or target.merged_into_id is not None:
-            raise ValidationError(
-                "a contact that was merged away cannot take part in a merge", code="merge_stale"
-            )
+            raise ValidationError("a contact that was merged away cannot take part in a merge", code="merge_stale")
         moved_identities = ContactIdentity.objects.filter(contact=source).update(contact=target)
         moved_orders = Order.objects.filter(store=store, contact=source).update(contact=target)
         source.merged_into = target

@@ -28,15 +28,11 @@ def list_orders(
     limit: int = 50,
     offset: int = 0,
 ) -> OrderPage:
-    qs = order_list(
-        store=request_store(request), external_id=external_id, status=status, modified_after=modified_after
-    )
+    qs = order_list(store=request_store(request), external_id=external_id, status=status, modified_after=modified_after)
     items, count, next_offset = paginate(qs, limit=limit, offset=offset)
     return OrderPage(count=count, next_offset=next_offset, items=[OrderOut.from_order(o) for o in items])
 
 
 @router.get("/{order_id}", response=OrderDetailOut, summary="One order with lines, refunds and addresses")
 def get_order(request: HttpRequest, order_id: int) -> OrderDetailOut:
-    return OrderDetailOut.from_order_detail(
-        order_get_for_store(store=request_store(request), order_id=order_id)
-    )
+    return OrderDetailOut.from_order_detail(order_get_for_store(store=request_store(request), order_id=order_id))

@@ -38,7 +38,7 @@ def payload_hash(raw: dict[str, object]) -> str:
     return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def _person_from_order(order: WooOrder) -> PersonData:
+def person_from_order(order: WooOrder) -> PersonData:
     billing = order.billing
     return PersonData.from_raw(
         email=billing.email,
@@ -59,7 +59,7 @@ def apply_order(store: Store, snapshot: WooOrder) -> Applied:
             return Applied.STALE
         if existing.payload_hash == digest and existing.deleted_at is None:
             return Applied.UNCHANGED
-    contact = resolve_contact(store, _person_from_order(snapshot))
+    contact = resolve_contact(store, person_from_order(snapshot))
     refunded = sum((abs(r.total) for r in snapshot.refunds), Decimal(0))
     fields = {
         "number": snapshot.number,
@@ -102,9 +102,7 @@ def apply_order(store: Store, snapshot: WooOrder) -> Applied:
 
 def _replace_lines(store: Store, order: Order, snapshot: WooOrder) -> None:
     product_ids = {line.product_id for line in snapshot.line_items if line.product_id}
-    products = dict(
-        Product.objects.filter(store=store, external_id__in=product_ids).values_list("external_id", "id")
-    )
+    products = dict(Product.objects.filter(store=store, external_id__in=product_ids).values_list("external_id", "id"))
     OrderLine.objects.filter(order=order).delete()
     OrderLine.objects.bulk_create(
         [

@@ -44,9 +44,7 @@ class Order(TimeStampedModel):
     store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="orders")
     external_id = models.BigIntegerField()
     number = models.CharField(max_length=64, blank=True, default="")
-    contact = models.ForeignKey(
-        Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="orders"
-    )
+    contact = models.ForeignKey(Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="orders")
     woo_customer_id = models.BigIntegerField(default=0)
     status = models.CharField(max_length=40, db_index=True)
     currency = models.CharField(max_length=3)

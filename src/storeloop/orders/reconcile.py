@@ -3,7 +3,7 @@
 WooCommerce webhooks get lost (no redelivery, disabled after failures), so every few minutes each
 store is swept: orders modified after the watermark are fetched in ``date_modified_gmt`` order and
 applied through the same versioned upsert as webhooks, one committed page at a time. The cursor is
-the time itself (keyset), not a page number, because pages shift while the shop takes orders.
+the time itself (keyset, see ``orders.walk``), not a page number.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from django.db import transaction
@@ -19,17 +18,13 @@ from django.utils import timezone
 
 from storeloop.core.errors import NotFound
 from storeloop.integrations.woocommerce.client import WooCommercePort
-from storeloop.integrations.woocommerce.models import WooOrder
 from storeloop.orders.mirror import apply_order
+from storeloop.orders.walk import walk_modified
 from storeloop.stores.models import Store, StoreWebhook
 from storeloop.stores.services import ensure_webhooks
 from storeloop.stores.woo import client_for
 
 logger = logging.getLogger("storeloop.reconcile")
-PAGE_SIZE = 100
-# WooCommerce keeps modification times to the second and ``modified_after`` is exclusive: step
-# back one second so orders sharing the cursor's second are not skipped (re-applying is a no-op).
-OVERLAP = dt.timedelta(seconds=1)
 
 
 @dataclass
@@ -50,44 +45,6 @@ class ReconcileResult:
         }
 
 
-def _pages(client: WooCommercePort, since: dt.datetime | None) -> Iterator[list[WooOrder]]:
-    cursor = since
-    while True:
-        after = cursor - OVERLAP if cursor else None
-        page = client.list_orders_page(1, PAGE_SIZE, modified_after=after, orderby="modified", order="asc")
-        items = list(page.items)
-        if not items:
-            return
-        first, last = items[0].date_modified_gmt, items[-1].date_modified_gmt
-        if len(items) == PAGE_SIZE and first == last:
-            # A full page inside one second: walk that second by page number, then move on.
-            yield from _walk_second(client, first)
-            cursor = first + dt.timedelta(seconds=1)
-            continue
-        yield items
-        if len(items) < PAGE_SIZE:
-            return
-        cursor = last
-
-
-def _walk_second(client: WooCommercePort, second: dt.datetime) -> Iterator[list[WooOrder]]:
-    page_no = 1
-    while True:
-        page = client.list_orders_page(
-            page_no,
-            PAGE_SIZE,
-            modified_after=second - OVERLAP,
-            modified_before=second + dt.timedelta(seconds=1),
-            orderby="id",
-            order="asc",
-        )
-        if page.items:
-            yield list(page.items)
-        if not page.has_next:
-            return
-        page_no += 1
-
-
 def reconcile_store(store_id: int, *, client: WooCommercePort | None = None) -> ReconcileResult:
     """Fetch orders modified since the watermark and apply them; check our webhooks on the shop."""
     store = Store.objects.filter(pk=store_id).first()
@@ -97,7 +54,7 @@ def reconcile_store(store_id: int, *, client: WooCommercePort | None = None) -> 
     own_client = client is None
     active = client or client_for(store)
     try:
-        for items in _pages(active, store.reconciled_until):
+        for items in walk_modified(active, store.reconciled_until):
             with transaction.atomic(durable=True):
                 for snapshot in items:
                     result.outcomes[str(apply_order(store, snapshot))] += 1

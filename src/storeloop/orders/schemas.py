@@ -68,9 +68,7 @@ class OrderOut(Schema):
             date_modified=order.date_modified,
             date_paid=order.date_paid,
             deleted=order.deleted_at is not None,
-            contact=OrderContactOut(id=contact.pk, email=contact.email, phone=contact.phone)
-            if contact
-            else None,
+            contact=OrderContactOut(id=contact.pk, email=contact.email, phone=contact.phone) if contact else None,
             lines=[
                 OrderLineOut(
                     product_external_id=line.product_external_id,

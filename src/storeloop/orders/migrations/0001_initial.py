@@ -18,9 +18,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
                 ("updated_at", models.DateTimeField(auto_now=True)),
@@ -70,17 +68,13 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 ("external_id", models.BigIntegerField()),
                 ("reason", models.CharField(blank=True, default="", max_length=500)),
                 (
                     "amount",
-                    models.DecimalField(
-                        decimal_places=4, help_text="Positive amount refunded", max_digits=18
-                    ),
+                    models.DecimalField(decimal_places=4, help_text="Positive amount refunded", max_digits=18),
                 ),
                 (
                     "order",
@@ -95,9 +89,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
                 ("updated_at", models.DateTimeField(auto_now=True)),
@@ -124,9 +116,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 ("external_id", models.BigIntegerField()),
                 ("product_external_id", models.BigIntegerField(default=0)),
@@ -176,9 +166,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name="product",
-            constraint=models.UniqueConstraint(
-                fields=("store", "external_id"), name="product_once_per_store"
-            ),
+            constraint=models.UniqueConstraint(fields=("store", "external_id"), name="product_once_per_store"),
         ),
         migrations.AddConstraint(
             model_name="orderline",
