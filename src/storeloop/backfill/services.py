@@ -15,10 +15,11 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from queue import Queue
 from typing import Any
 
 from django.db import transaction
@@ -170,36 +171,21 @@ class OrderBackfillManager:
         """Fetch and commit the next page of up to ``parallel`` slices; checkpoint each."""
         runner_id = runner_id or f"batch-{uuid.uuid4().hex[:8]}"
         job = self._claim(job_id, runner_id)
-        store = job.store
         slices = list(BackfillSlice.objects.filter(job=job, done=False).order_by("id")[: self.parallel])
         result = BatchResult()
-        if not slices:
-            self._complete(job)
-            result.finished = True
-            return result
-        began = time.monotonic()
-        steps = self._fetch(store, slices)
-        for piece, (orders, cursor, finished, error) in zip(slices, steps, strict=True):
-            if error is not None:
-                BackfillJob.objects.filter(pk=job.pk).update(
-                    errors=F("errors") + 1, last_error=f"{type(error).__name__}: {error}"[:2000]
-                )
-                continue
-            with transaction.atomic():
-                outcomes = apply_orders_bulk(store, orders) if orders else Counter[str]()
-                BackfillSlice.objects.filter(pk=piece.pk).update(cursor=cursor, done=finished)
-                job = BackfillJob.objects.select_for_update().get(pk=job.pk)
-                merged = Counter(job.outcomes)
-                merged.update(outcomes)
-                job.outcomes = dict(merged)
-                job.done += len(orders)
-                job.runner_expires_at = timezone.now() + RUNNER_LEASE
-                job.save(update_fields=["outcomes", "done", "runner_expires_at", "updated_at"])
-            result.fetched += len(orders)
-            result.outcomes.update(outcomes)
-        BackfillJob.objects.filter(pk=job.pk).update(active_seconds=F("active_seconds") + (time.monotonic() - began))
+        if slices:
+            began = time.monotonic()
+            with _ClientPool(self.client_factory, job.store, len(slices)) as pool:
+                if len(slices) == 1:
+                    steps = [_step(pool, slices[0], slices[0].cursor or slices[0].start)]
+                else:
+                    with ThreadPoolExecutor(len(slices), thread_name_prefix="backfill-fetch") as executor:
+                        steps = list(executor.map(lambda p: _step(pool, p, p.cursor or p.start), slices))
+            for piece, step in zip(slices, steps, strict=True):
+                self._apply_step(job.pk, piece, step, result)
+            BackfillJob.objects.filter(pk=job.pk).update(active_seconds=F("active_seconds") + time.monotonic() - began)
         if not BackfillSlice.objects.filter(job=job, done=False).exists():
-            self._complete(BackfillJob.objects.get(pk=job.pk))
+            self._complete(job.pk)
             result.finished = True
         return result
 
@@ -211,27 +197,99 @@ class OrderBackfillManager:
         on_progress: Callable[[JobStatus], None] | None = None,
         max_consecutive_errors: int = 5,
     ) -> JobStatus:
-        """Process batches until the job completes, is paused/cancelled, or ``should_stop``."""
+        """Process the job until it completes, is paused or cancelled, or ``should_stop``.
+
+        Pipelined: as soon as a slice's page arrives, the fetch of that slice's next page starts,
+        and only then is the page written, so the shop and the database work at the same time.
+        """
         runner_id = f"run-{uuid.uuid4().hex[:8]}"
-        failures = 0
-        while not should_stop():
-            state = BackfillJob.objects.filter(pk=job_id).values_list("state", flat=True).first()
-            if state not in (State.PENDING, State.RUNNING):
-                break
-            errors_before = _job(job_id).errors
-            batch = self.process_batch(job_id, runner_id=runner_id)
-            if on_progress is not None:
-                on_progress(self.get_job_status(job_id))
-            if batch.finished:
-                break
-            failures = failures + 1 if _job(job_id).errors > errors_before and not batch.fetched else 0
-            if failures >= max_consecutive_errors:
-                BackfillJob.objects.filter(pk=job_id).update(state=State.FAILED, runner_id="", runner_expires_at=None)
-                break
-            if failures:
-                time.sleep(min(30.0, 2.0**failures))
-        BackfillJob.objects.filter(pk=job_id, runner_id=runner_id).update(runner_id="", runner_expires_at=None)
-        return self.get_job_status(job_id)
+        job = self._claim(job_id, runner_id)
+        pending = deque(BackfillSlice.objects.filter(job=job, done=False).order_by("id"))
+        failures: dict[int, int] = {}
+        stopped = False
+        last_tick = time.monotonic()
+        with (
+            _ClientPool(self.client_factory, job.store, self.parallel) as pool,
+            ThreadPoolExecutor(self.parallel, thread_name_prefix="backfill-fetch") as executor,
+        ):
+            inflight: dict[Future[Step], BackfillSlice] = {}
+
+            def submit(piece: BackfillSlice, cursor: dt.datetime | None) -> None:
+                inflight[executor.submit(_step, pool, piece, cursor)] = piece
+
+            while len(inflight) < self.parallel and pending:
+                piece = pending.popleft()
+                submit(piece, piece.cursor or piece.start)
+            while inflight:
+                if should_stop():
+                    stopped = True
+                    break
+                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    piece = inflight.pop(future)
+                    step = future.result()
+                    _, cursor, finished, error = step
+                    if error is not None:
+                        failures[piece.pk] = failures.get(piece.pk, 0) + 1
+                        if failures[piece.pk] >= max_consecutive_errors:
+                            self._record_error(job.pk, error)
+                            BackfillJob.objects.filter(pk=job.pk).update(state=State.FAILED)
+                            stopped = True
+                            break
+                        time.sleep(min(30.0, 0.5 * 2 ** failures[piece.pk]))
+                    else:
+                        failures.pop(piece.pk, None)
+                    if error is None and finished:
+                        if pending:
+                            nxt = pending.popleft()
+                            submit(nxt, nxt.cursor or nxt.start)
+                    else:
+                        submit(piece, cursor if error is None else (piece.cursor or piece.start))
+                    batch = BatchResult()
+                    state = self._apply_step(job.pk, piece, step, batch)
+                    if error is None:
+                        piece.cursor = cursor
+                    now = time.monotonic()
+                    BackfillJob.objects.filter(pk=job.pk).update(active_seconds=F("active_seconds") + now - last_tick)
+                    last_tick = now
+                    if on_progress is not None:
+                        on_progress(self.get_job_status(job.pk))
+                    if state not in (State.PENDING, State.RUNNING):
+                        stopped = True
+                if stopped:
+                    break
+            for future in inflight:
+                future.cancel()
+        if not stopped and not BackfillSlice.objects.filter(job=job, done=False).exists():
+            self._complete(job.pk)
+        BackfillJob.objects.filter(pk=job.pk, runner_id=runner_id).update(runner_id="", runner_expires_at=None)
+        return self.get_job_status(job.pk)
+
+    def _apply_step(self, job_id: int, piece: BackfillSlice, step: Step, result: BatchResult) -> str:
+        """Commit one fetched page and the slice's checkpoint together; returns the job's state."""
+        orders, cursor, finished, error = step
+        if error is not None:
+            self._record_error(job_id, error)
+            return str(BackfillJob.objects.values_list("state", flat=True).get(pk=job_id))
+        with transaction.atomic():
+            job = BackfillJob.objects.select_for_update().select_related("store").get(pk=job_id)
+            outcomes = apply_orders_bulk(job.store, orders) if orders else Counter[str]()
+            BackfillSlice.objects.filter(pk=piece.pk).update(cursor=cursor, done=finished)
+            merged = Counter(job.outcomes)
+            merged.update(outcomes)
+            job.outcomes = dict(merged)
+            job.done += len(orders)
+            job.runner_expires_at = timezone.now() + RUNNER_LEASE
+            job.save(update_fields=["outcomes", "done", "runner_expires_at", "updated_at"])
+        result.fetched += len(orders)
+        result.outcomes.update(outcomes)
+        return job.state
+
+    @staticmethod
+    def _record_error(job_id: int, error: Exception) -> None:
+        BackfillJob.objects.filter(pk=job_id).update(
+            errors=F("errors") + 1, last_error=f"{type(error).__name__}: {error}"[:2000]
+        )
 
     # --- internals -------------------------------------------------------------------------------
 
@@ -254,30 +312,51 @@ class OrderBackfillManager:
             job.save(update_fields=["runner_id", "runner_expires_at", "state", "started_at", "updated_at"])
         return job
 
-    def _fetch(
-        self, store: Store, slices: list[BackfillSlice]
-    ) -> list[tuple[list[WooOrder], dt.datetime | None, bool, Exception | None]]:
-        def step(piece: BackfillSlice) -> tuple[list[WooOrder], dt.datetime | None, bool, Exception | None]:
-            try:
-                with self.client_factory(store) as client:
-                    orders, cursor, finished = fetch_step(client, piece.cursor or piece.start, piece.end)
-                return orders, cursor, finished, None
-            except Exception as exc:  # recorded on the job; the slice is retried next batch
-                return [], piece.cursor, False, exc
-
-        if len(slices) == 1:
-            return [step(slices[0])]
-        with ThreadPoolExecutor(max_workers=len(slices), thread_name_prefix="backfill-fetch") as pool:
-            return list(pool.map(step, slices))
-
-    def _complete(self, job: BackfillJob) -> None:
+    def _complete(self, job_id: int) -> None:
         with transaction.atomic():
-            updated = BackfillJob.objects.filter(pk=job.pk, state=State.RUNNING).update(
+            updated = BackfillJob.objects.filter(pk=job_id, state=State.RUNNING).update(
                 state=State.COMPLETED, finished_at=timezone.now(), runner_id="", runner_expires_at=None
             )
         if updated:
-            logger.info("backfill %s completed: %s orders", job.pk, job.done)
-            after_backfill(job.pk)
+            logger.info("backfill %s completed", job_id)
+            after_backfill(job_id)
+
+
+Step = tuple[list[WooOrder], dt.datetime | None, bool, Exception | None]
+
+
+class _ClientPool:
+    """One WooCommerce client per fetch thread, reused for the whole run (TLS setup is costly)."""
+
+    def __init__(self, factory: ClientFactory, store: Store, size: int) -> None:
+        self._clients: Queue[Any] = Queue()
+        self._all = [factory(store) for _ in range(size)]
+        for client in self._all:
+            self._clients.put(client)
+
+    def __enter__(self) -> _ClientPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for client in self._all:
+            client.close()
+
+    def borrow(self) -> Any:
+        return self._clients.get()
+
+    def give_back(self, client: Any) -> None:
+        self._clients.put(client)
+
+
+def _step(pool: _ClientPool, piece: BackfillSlice, cursor: dt.datetime | None) -> Step:
+    client = pool.borrow()
+    try:
+        orders, next_cursor, finished = fetch_step(client, cursor, piece.end)
+        return orders, next_cursor, finished, None
+    except Exception as exc:  # recorded on the job; the slice is fetched again from its checkpoint
+        return [], cursor, False, exc
+    finally:
+        pool.give_back(client)
 
 
 def after_backfill(job_id: int) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 MIN_NATIONAL_DIGITS = 6
 
 
+@lru_cache(maxsize=65536)  # pure, and the same customers recur across a shop's orders
 def normalize_email(raw: str | None) -> str | None:
     """Lower-cased, trimmed, syntax-checked address; ``None`` when empty or invalid.
 
@@ -23,6 +26,7 @@ def normalize_email(raw: str | None) -> str | None:
     return result.normalized.lower()
 
 
+@lru_cache(maxsize=65536)
 def normalize_phone(raw: str | None, region: str | None = None) -> str | None:
     """E.164 form, reading national numbers in the billing country; ``None`` when not a number."""
     if not raw or not raw.strip():

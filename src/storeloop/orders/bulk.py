@@ -16,9 +16,11 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from storeloop.contacts.models import Contact, ContactIdentity
 from storeloop.contacts.services import PersonData, match_keys
+from storeloop.core.bulk import insert_rows
 from storeloop.integrations.woocommerce.models import WooOrder
 from storeloop.orders.mirror import COD_METHODS, Applied, apply_order, payload_hash, person_from_order
 from storeloop.orders.models import Order, OrderLine, OrderRefund, Product
@@ -76,58 +78,46 @@ def _apply(store: Store, snapshots: list[WooOrder], outcomes: Counter[str]) -> N
             external_id__in={li.product_id for s, _ in todo for li in s.line_items if li.product_id},
         ).values_list("external_id", "id")
     )
-    new_orders: list[Order] = []
+    now = timezone.now()
+    new_rows: list[tuple[Any, ...]] = []
     changed: list[Order] = []
     for (snap, digest), contact_id in zip(todo, contacts, strict=True):
-        order = Order(store=store, external_id=snap.id, **_order_fields(snap, digest, contact_id))
+        fields = _order_fields(snap, digest, contact_id)
         row = existing.get(snap.id)
         if row is None:
-            new_orders.append(order)
+            new_rows.append((store.pk, snap.id, now, now, *(fields[name] for name in _ORDER_FIELDS)))
         else:
-            order.pk = row["id"]
-            changed.append(order)
-    Order.objects.bulk_create(new_orders, batch_size=500)
+            changed.append(Order(pk=row["id"], store=store, external_id=snap.id, **fields))
+    insert_rows(Order, ["store_id", "external_id", "created_at", "updated_at", *_ORDER_FIELDS], new_rows)
     if changed:
         Order.objects.bulk_update(changed, [*_ORDER_FIELDS, "updated_at"], batch_size=500)
         OrderLine.objects.filter(order_id__in=[o.pk for o in changed]).delete()
         OrderRefund.objects.filter(order_id__in=[o.pk for o in changed]).delete()
-    outcomes[Applied.CREATED] += len(new_orders)
+    outcomes[Applied.CREATED] += len(new_rows)
     outcomes[Applied.UPDATED] += len(changed)
-    if new_orders and new_orders[0].pk is None:  # backends without RETURNING ids on bulk insert
-        ids = dict(
-            Order.objects.filter(store=store, external_id__in=[o.external_id for o in new_orders]).values_list(
-                "external_id", "id"
-            )
+    by_external = {o.external_id: o.pk for o in changed}
+    if new_rows:
+        by_external.update(
+            Order.objects.filter(store=store, external_id__in=[r[1] for r in new_rows]).values_list("external_id", "id")
         )
-        for order in new_orders:
-            order.pk = ids[order.external_id]
-    by_external = {o.external_id: o.pk for o in [*new_orders, *changed]}
-    lines: list[OrderLine] = []
-    refunds: list[OrderRefund] = []
+    lines: list[tuple[Any, ...]] = []
+    refunds: list[tuple[Any, ...]] = []
     for snap, _ in todo:
         order_pk = by_external[snap.id]
         lines.extend(
-            OrderLine(
-                order_id=order_pk,
-                external_id=li.id,
-                product_id=products.get(li.product_id),
-                product_external_id=li.product_id,
-                variation_external_id=li.variation_id,
-                name=li.name[:500],
-                sku=(li.sku or "")[:200],
-                quantity=li.quantity,
-                subtotal=li.subtotal,
-                total=li.total,
-                total_tax=li.total_tax,
-            )
+            (order_pk, li.id, products.get(li.product_id), li.product_id, li.variation_id, li.name[:500],
+             (li.sku or "")[:200], li.quantity, li.subtotal, li.total, li.total_tax)
             for li in snap.line_items
-        )
-        refunds.extend(
-            OrderRefund(order_id=order_pk, external_id=r.id, reason=(r.reason or "")[:500], amount=abs(r.total))
-            for r in snap.refunds
-        )
-    OrderLine.objects.bulk_create(lines, batch_size=1000)
-    OrderRefund.objects.bulk_create(refunds, batch_size=1000)
+        )  # fmt: skip
+        refunds.extend((order_pk, r.id, (r.reason or "")[:500], abs(r.total)) for r in snap.refunds)
+    insert_rows(OrderLine, _LINE_FIELDS, lines)
+    insert_rows(OrderRefund, ["order_id", "external_id", "reason", "amount"], refunds)
+
+
+_LINE_FIELDS = [
+    "order_id", "external_id", "product_id", "product_external_id", "variation_external_id", "name", "sku",
+    "quantity", "subtotal", "total", "total_tax",
+]  # fmt: skip
 
 
 _ORDER_FIELDS = [
@@ -217,16 +207,17 @@ def _resolve_contacts(store: Store, people: list[PersonData]) -> list[int | None
         ],
         batch_size=500,
     )
-    identities: list[ContactIdentity] = []
+    identities: list[tuple[Any, ...]] = []
     claimed: set[tuple[str, str]] = set(held)
+    now = timezone.now()
     for person, contact in zip(new_people, created, strict=True):
         for pair in person.identities():
             if pair not in claimed:  # an identity belongs to the first contact that claims it
                 claimed.add(pair)
-                identities.append(ContactIdentity(store=store, contact_id=contact.pk, kind=pair[0], value=pair[1]))
+                identities.append((store.pk, contact.pk, pair[0], pair[1], now))
     # Plain insert: a conflict means a live writer created one of these identities meanwhile, and
     # the IntegrityError sends the whole batch down the per-order path.
-    ContactIdentity.objects.bulk_create(identities, batch_size=1000)
+    insert_rows(ContactIdentity, ["store_id", "contact_id", "kind", "value", "created_at"], identities)
     for kind, pk in slots:
         if kind == "known":
             result.append(pk)

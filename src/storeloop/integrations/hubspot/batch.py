@@ -154,9 +154,7 @@ def _bisect(chunk: Sequence[T], send: Callable[[Sequence[T]], list[Slot]], budge
             return [Slot(error=error_text(exc.category or "VALIDATION_ERROR", exc.message))]
         if budget[0] < 2:
             # Not isolated: nothing in this chunk was applied; let the caller retry it later.
-            return [Slot(error=error_text("NOT_SENT", f"batch rejected: {exc.message}"), transient=True)] * len(
-                chunk
-            )
+            return [Slot(error=error_text("NOT_SENT", f"batch rejected: {exc.message}"), transient=True)] * len(chunk)
         budget[0] -= 2
         mid = len(chunk) // 2
         return _bisect(chunk[:mid], send, budget) + _bisect(chunk[mid:], send, budget)

@@ -165,9 +165,7 @@ def _text(payload: Mapping[str, Any], key: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def error_from_response(
-    status: int, payload: Any, headers: Mapping[str, str] | None = None
-) -> HubSpotError:
+def error_from_response(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> HubSpotError:
     """Map an HTTP error status and its decoded (possibly non-JSON, None) body onto the tree."""
     headers = headers or {}
     body: Mapping[str, Any] = payload if isinstance(payload, Mapping) else {}

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from .errors import (
     REVOKED_TOKEN_ERRORS,
@@ -34,6 +36,7 @@ __all__ = [
     "REFRESH_SKEW_SECONDS",
     "ZOHO_DATA_CENTERS",
     "CachedToken",
+    "LockingTokenStore",
     "MemoryTokenStore",
     "TokenManager",
     "TokenStore",
@@ -88,13 +91,29 @@ class TokenStore(Protocol):
     def save(self, token: CachedToken) -> None: ...
 
 
+@runtime_checkable
+class LockingTokenStore(TokenStore, Protocol):
+    """A store that can also serialise refreshes across processes (optional).
+
+    ``refresh_lock()`` is held around "re-read, refresh, save"; a database store can back it with
+    ``select_for_update`` on the token row or an advisory lock, so that N workers whose token
+    expires together mint one new token, not N. Without it, refreshes are serialised per process.
+    """
+
+    def refresh_lock(self) -> AbstractContextManager[object]: ...
+
+
 class MemoryTokenStore:
     """In-process store (tests, one worker). Share one instance between clients to share the token."""
 
     def __init__(self, token: CachedToken | None = None) -> None:
         self._token = token
         self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
         self.saves = 0
+
+    def refresh_lock(self) -> AbstractContextManager[object]:
+        return self._refresh_lock
 
     def load(self) -> CachedToken | None:
         with self._lock:
@@ -164,12 +183,29 @@ def parse_token_response(
     )
 
 
+# Refresh locks for stores without their own, one per store object (the process-wide fallback).
+_PROCESS_LOCKS: weakref.WeakKeyDictionary[object, threading.Lock] = weakref.WeakKeyDictionary()
+_PROCESS_LOCKS_GUARD = threading.Lock()
+_UNREFERENCEABLE_STORE_LOCK = threading.Lock()
+
+
+def _refresh_lock_for(store: TokenStore) -> AbstractContextManager[object]:
+    if isinstance(store, LockingTokenStore):
+        return store.refresh_lock()
+    with _PROCESS_LOCKS_GUARD:
+        try:
+            return _PROCESS_LOCKS.setdefault(store, threading.Lock())
+        except TypeError:  # not weak-referenceable: one lock shared by all such stores
+            return _UNREFERENCEABLE_STORE_LOCK
+
+
 class TokenManager:
     """Hands out a valid access token, refreshing through ``refresh`` only when it must.
 
-    A token is refreshed when none is stored or it expires within ``skew`` seconds. After an API
-    401, ``token(stale=...)`` first re-reads the store: if another worker already saved a newer
-    token, that one is used instead of minting yet another.
+    A token is refreshed when none is stored or it expires within ``skew`` seconds. Refreshes run
+    under the store's refresh lock and re-read the store first, so clients sharing a store mint one
+    token between them. After an API 401, ``token(stale=...)`` refreshes only if the store still
+    holds the rejected token (another worker may already have saved a newer one).
     """
 
     def __init__(
@@ -184,14 +220,22 @@ class TokenManager:
         self._refresh = refresh
         self._clock = clock
         self._skew = skew
-        self._lock = threading.Lock()
         self.refresh_count = 0
 
+    def _usable(self, cached: CachedToken | None, stale: str | None) -> bool:
+        return (
+            cached is not None
+            and not cached.expires_within(self._skew, now=self._clock())
+            and (stale is None or cached.access_token != stale)
+        )
+
     def token(self, *, stale: str | None = None) -> CachedToken:
-        with self._lock:
-            cached = self.store.load()
-            usable = cached is not None and not cached.expires_within(self._skew, now=self._clock())
-            if cached is not None and usable and (stale is None or cached.access_token != stale):
+        cached = self.store.load()
+        if cached is not None and self._usable(cached, stale):
+            return cached
+        with _refresh_lock_for(self.store):
+            cached = self.store.load()  # another client may have refreshed while we waited
+            if cached is not None and self._usable(cached, stale):
                 return cached
             fresh = self._refresh()
             self.refresh_count += 1

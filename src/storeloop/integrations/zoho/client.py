@@ -294,9 +294,7 @@ class ZohoClient:
                         refreshed, stale = True, token.access_token
                         logger.info("zoho access token rejected (%s); refreshing once", code)
                         continue  # not counted as a retry attempt
-                    raise ZohoAuthError(
-                        "Zoho rejected a freshly refreshed access token", status=401, code=str(code)
-                    )
+                    raise ZohoAuthError("Zoho rejected a freshly refreshed access token", status=401, code=str(code))
                 error = error_from_response(
                     status, payload, retry_after=parse_retry_after(response.headers.get("Retry-After"))
                 )

@@ -243,7 +243,10 @@ class OrderedItem:
     ) -> OrderedItem:
         if not product_id:
             raise ValueError("an ordered item needs the Zoho product id (upsert the product first)")
-        qty = Decimal(str(quantity))
+        try:
+            qty = Decimal(str(quantity))
+        except InvalidOperation:
+            raise ValueError("quantity must be positive") from None
         if not qty.is_finite() or qty <= 0:
             raise ValueError("quantity must be positive")
         return cls(
@@ -420,7 +423,7 @@ def outcomes_from_answer(spec: ModuleSpec, chunk: Sequence[Upsertable], data: An
         return [RecordOutcome(key=r.key, error=MISMATCH_ERROR, transient=True) for r in chunk]
     outcomes: list[RecordOutcome] = []
     for record, item in zip(chunk, data, strict=True):
-        if not isinstance(item, Mapping):
+        if not isinstance(item, Mapping) or not isinstance(item.get("code") or item.get("status"), str):
             outcomes.append(RecordOutcome(key=record.key, error=MISMATCH_ERROR, transient=True))
             continue
         if item.get("code") == "SUCCESS" or item.get("status") == "success":

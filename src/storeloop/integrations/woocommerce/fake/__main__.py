@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--currency", default="EUR")
     parser.add_argument("--site-url", default=None, help="what the shop calls itself in links and webhooks")
+    parser.add_argument(
+        "--prerender", action="store_true", help="encode every historical order before announcing the URL (benchmarks)"
+    )
     args = parser.parse_args(argv)
 
     stop = threading.Event()
@@ -47,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         initial_orders=args.initial_orders,
     ).start(args.host, args.port)
     try:
+        if args.prerender:
+            shop.prerender_history()
         if args.orders_per_minute > 0:
             shop.start_activity(args.orders_per_minute, args.status_change_ratio, args.refund_ratio)
         sys.stdout.write(json.dumps({"url": shop.url, "api_url": shop.api_url}) + "\n")

@@ -27,7 +27,7 @@ from .core import ShopError
 from .orders_gen import ORDER_STATUSES
 from .params import QueryParams, cannot_error, invalid_param
 from .store import OrderQuery
-from .util import php_json
+from .util import RawJson, php_json
 
 if TYPE_CHECKING:
     from .shop import FakeWooShop
@@ -101,7 +101,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _send_json(self, status: int, payload: Any, headers: list[tuple[str, str]] | None = None) -> None:
-        self._send(status, php_json(payload), headers or [], "application/json; charset=UTF-8")
+        body = payload if isinstance(payload, RawJson) else php_json(payload)
+        self._send(status, body, headers or [], "application/json; charset=UTF-8")
 
     def _handle(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -210,7 +211,7 @@ class _Handler(BaseHTTPRequestHandler):
         raise ShopError(404, "rest_no_route", "No route was found matching the URL and request method.")
 
     def _paged(
-        self, route: str, query: QueryParams, page: int, per_page: int, total: int, items: list[Any]
+        self, route: str, query: QueryParams, page: int, per_page: int, total: int, items: list[Any] | RawJson
     ) -> Reply:
         total_pages = math.ceil(total / per_page) if total else 0
         base = self.shop.site_url + API_PREFIX + route
@@ -253,8 +254,8 @@ class _Handler(BaseHTTPRequestHandler):
             offset=offset,
             limit=per_page,
         )
-        total, items = self.shop.list_orders(q)
-        return self._paged("/orders", query, page, per_page, total, items)
+        total, body = self.shop.list_orders_encoded(q)
+        return self._paged("/orders", query, page, per_page, total, body)
 
     def _create_order(self, match: re.Match[str], query: QueryParams, body: dict[str, Any]) -> Reply:
         return 201, self.shop.create_order(**{"status": "pending", "customer_id": 0, **body}), []

@@ -65,3 +65,7 @@ def php_json(value: Any) -> bytes:
     """
     text = json.dumps(value, ensure_ascii=True, separators=(",", ":"))
     return text.replace("/", "\\/").encode("ascii")
+
+
+class RawJson(bytes):
+    """Already-encoded JSON: the server sends these bytes as they are."""
