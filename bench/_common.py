@@ -75,11 +75,10 @@ def postgres_available() -> bool:
 
 
 def _psql(sql: str, *, database: str = "postgres") -> str:
+    command = ["psql", "-h", PG_HOST, "-p", str(PG_PORT), "-U", PG_USER, "-d", database]
     out = subprocess.run(
-        ["psql", "-h", PG_HOST, "-p", str(PG_PORT), "-U", PG_USER, "-d", database, "-v", "ON_ERROR_STOP=1",
-         "-Atqc", sql],
-        check=True, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [*command, "-v", "ON_ERROR_STOP=1", "-Atqc", sql], check=True, capture_output=True, text=True, timeout=60
+    )
     return out.stdout.strip()
 
 
@@ -95,9 +94,7 @@ def drop_postgres_database(name: str) -> None:
     _psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def storeloop_env(
-    data_dir: Path, *, port: int, web_workers: int, database_url: str | None = None
-) -> dict[str, str]:
+def storeloop_env(data_dir: Path, *, port: int, web_workers: int, database_url: str | None = None) -> dict[str, str]:
     """The server's environment: everything from a fresh data dir, nothing from the caller's ``var/``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STORELOOP_")}
     env.update(
@@ -119,10 +116,8 @@ _DJANGO_PRELUDE = "import django, json, os, sys\ndjango.setup()\n"
 
 def run_django(env: dict[str, str], code: str, *, timeout: float = 300) -> str:
     """Run ``code`` after ``django.setup()`` in a subprocess with ``env``; return its stdout."""
-    out = subprocess.run(
-        [PYTHON, "-c", _DJANGO_PRELUDE + code], env=env, cwd=ROOT, capture_output=True, text=True,
-        timeout=timeout,
-    )  # fmt: skip
+    command = [PYTHON, "-c", _DJANGO_PRELUDE + code]
+    out = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     if out.returncode != 0:
         raise RuntimeError(f"Django snippet failed ({out.returncode}):\n{out.stderr[-3000:]}")
     return out.stdout
@@ -130,9 +125,7 @@ def run_django(env: dict[str, str], code: str, *, timeout: float = 300) -> str:
 
 def run_storeloop(env: dict[str, str], *args: str, timeout: float = 300) -> None:
     # Output is swallowed: `setup` prints the generated admin password.
-    out = subprocess.run(
-        [STORELOOP, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
-    )
+    out = subprocess.run([STORELOOP, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     if out.returncode != 0:
         raise RuntimeError(f"storeloop {' '.join(args)} failed ({out.returncode}):\n{out.stderr[-3000:]}")
 
@@ -202,11 +195,11 @@ class ServerProcess:
 # --- CPU accounting ---------------------------------------------------------------------------
 
 
-def process_cpu_seconds(pgid: int | None, comm: str = "postgres") -> tuple[float, float]:
+def process_cpu_seconds(pgid: int | None, pg_database: str | None = None) -> tuple[float, float]:
     """User + system CPU seconds (from /proc) of the live processes in group ``pgid``, and of the
-    live processes named ``comm`` (a database server on this machine)."""
-    group = named = 0
-    want = f"({comm})".encode()
+    PostgreSQL processes working for ``pg_database``: its backends plus the shared auxiliary
+    processes (WAL writer, checkpointer, ...), not backends serving other databases."""
+    group = database = 0
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -219,9 +212,21 @@ def process_cpu_seconds(pgid: int | None, comm: str = "postgres") -> tuple[float
         ticks = int(fields[11]) + int(fields[12])  # stat fields 14, 15: utime, stime
         if int(fields[2]) == pgid:  # stat field 5: pgrp
             group += ticks
-        elif raw[raw.find(b"(") : split + 1] == want:
-            named += ticks
-    return group / _CLK_TCK, named / _CLK_TCK
+        elif pg_database and raw[raw.find(b"(") : split + 1] == b"(postgres)" and _serves(entry.path, pg_database):
+            database += ticks
+    return group / _CLK_TCK, database / _CLK_TCK
+
+
+def _serves(proc_path: str, pg_database: str) -> bool:
+    # Titles: "postgres: [CLUSTER: ]USER DB HOST(PORT) STATE" for a backend, "postgres: [CLUSTER: ]walwriter"...
+    try:
+        words = Path(proc_path, "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace").split()
+    except OSError:
+        return False
+    for i, word in enumerate(words[2:], start=2):
+        if word == "[local]" or ("(" in word and word.endswith(")")):
+            return words[i - 1] == pg_database
+    return True
 
 
 def machine_cpu_seconds() -> tuple[float, float]:
@@ -247,8 +252,8 @@ class CpuSample:
     total: float
 
     @classmethod
-    def take(cls, server_pgid: int | None) -> CpuSample:
-        server, database = process_cpu_seconds(server_pgid)
+    def take(cls, server_pgid: int | None, pg_database: str | None = None) -> CpuSample:
+        server, database = process_cpu_seconds(server_pgid, pg_database)
         busy, total = machine_cpu_seconds()
         return cls(time.monotonic(), own_cpu_seconds(), server, database, busy, total)
 
@@ -372,7 +377,9 @@ class _Exchange:
         return 0 <= self.need <= len(self.buf)
 
 
-def run_phase(host: str, port: int, spec: PhaseSpec, server_pgid: int | None = None) -> PhaseResult:
+def run_phase(
+    host: str, port: int, spec: PhaseSpec, server_pgid: int | None = None, pg_database: str | None = None
+) -> PhaseResult:
     """Run one closed-loop phase against ``host:port`` (Linux: epoll on non-blocking sockets).
 
     ``concurrency`` slots each send a request, wait for the whole answer, then send the next.
@@ -446,9 +453,9 @@ def run_phase(host: str, port: int, spec: PhaseSpec, server_pgid: int | None = N
         now = time.monotonic()
         # CPU samples exactly at the window's edges, whatever the connections are doing.
         if "start" not in samples and now >= t_measure:
-            samples["start"] = CpuSample.take(server_pgid)
+            samples["start"] = CpuSample.take(server_pgid, pg_database)
         if "end" not in samples and now >= t_end:
-            samples["end"] = CpuSample.take(server_pgid)
+            samples["end"] = CpuSample.take(server_pgid, pg_database)
         if retry_at and retry_at[0] <= now:
             retry_at.pop(0)
             if now < t_end:
@@ -493,7 +500,7 @@ def run_phase(host: str, port: int, spec: PhaseSpec, server_pgid: int | None = N
                 failed(ex, "error no answer in time")
             retry_at.clear()
     poller.close()
-    samples.setdefault("end", CpuSample.take(server_pgid))
+    samples.setdefault("end", CpuSample.take(server_pgid, pg_database))
     start, end = samples["start"], samples["end"]
     result.seconds = end.at - start.at
     result.client_cpu_s = end.own - start.own
@@ -525,7 +532,12 @@ def settle(
 
 
 def run_phases(
-    host: str, port: int, specs: Sequence[PhaseSpec], *, server_pgid: int | None = None
+    host: str,
+    port: int,
+    specs: Sequence[PhaseSpec],
+    *,
+    server_pgid: int | None = None,
+    pg_database: str | None = None,
 ) -> list[PhaseResult]:
     """Run phases one after another; call this in the load-generator process, not the server's.
 
@@ -538,7 +550,7 @@ def run_phases(
     gc.disable()
     try:
         for spec in specs:
-            results.append(run_phase(host, port, spec, server_pgid))
+            results.append(run_phase(host, port, spec, server_pgid, pg_database))
     finally:
         gc.enable()
     return results

@@ -19,7 +19,7 @@ def _setup_django() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from storeloop.cli import backfill, ops, run, stores
+    from storeloop.cli import backfill, crm, ops, run, stores
 
     parser = argparse.ArgumentParser(
         prog="storeloop",
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     stores.register(sub)
     ops.register(sub)
     backfill.register(sub)
+    crm.register(sub)
     return parser
 
 

@@ -13,7 +13,8 @@ from storeloop.backfill.api import router as backfill_router
 from storeloop.config.auth import StoreApiKey
 from storeloop.contacts.api import router as contacts_router
 from storeloop.core.errors import ApplicationError
-from storeloop.crm.api import router as crm_router
+from storeloop.crm.api import crm_router
+from storeloop.crm.api import router as crm_order_router
 from storeloop.inbox.api import router as inbox_router
 from storeloop.metrics.api import contact_metrics_router
 from storeloop.metrics.api import router as metrics_router
@@ -36,7 +37,8 @@ api.add_router("/inbox", inbox_router)
 api.add_router("/system", system_router)
 api.add_router("/metrics", metrics_router)
 api.add_router("/contacts", contact_metrics_router)  # GET /contacts/{id}/metrics
-api.add_router("/orders", crm_router)  # GET/POST /orders/{id}/sync …
+api.add_router("/orders", crm_order_router)  # GET/POST /orders/{id}/sync
+api.add_router("/crm", crm_router)
 api.add_router("/backfills", backfill_router)
 
 

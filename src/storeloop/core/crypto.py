@@ -34,9 +34,7 @@ def decrypt(token: str) -> str:
     try:
         return fernet().decrypt(token.encode()).decode()
     except InvalidToken:
-        raise ValueError(
-            "cannot decrypt a stored secret: none of STORELOOP_ENCRYPTION_KEYS matches it"
-        ) from None
+        raise ValueError("cannot decrypt a stored secret: none of STORELOOP_ENCRYPTION_KEYS matches it") from None
 
 
 def rotate(token: str) -> str:

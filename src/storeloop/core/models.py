@@ -67,3 +67,24 @@ class DeadLetter(DBTaskResult):  # type: ignore[misc]
         proxy = True
         verbose_name = "dead letter"
         verbose_name_plural = "dead letters (failed tasks)"
+
+
+class RateLimitBucket(models.Model):
+    """One outbound budget (e.g. a HubSpot account), shared by every process that uses it."""
+
+    key = models.CharField(max_length=200, primary_key=True)
+    blocked_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class RateLimitEvent(models.Model):
+    bucket = models.ForeignKey(RateLimitBucket, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["bucket", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.bucket_id}@{self.at}"

@@ -39,6 +39,11 @@ Segments
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
+
 COUNTED_STATUSES: tuple[str, ...] = ("processing", "completed", "on-hold", "refunded")
 
 MIN_RFM_CONTACTS = 5
@@ -92,7 +97,7 @@ def segment_for(r: int, f: int, m: int) -> str:
     return SEGMENT_GRID[(r, fm_score(f, m))]
 
 
-def quintile_cuts(sorted_values: list[int]) -> tuple[int, int, int, int]:
+def quintile_cuts(sorted_values: Sequence[T]) -> tuple[T, T, T, T]:
     """Nearest-rank 20/40/60/80th percentiles of already sorted values (at least one)."""
     n = len(sorted_values)
     return (

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from storeloop.contacts.services import PersonData, resolve_contact
 from storeloop.integrations.woocommerce.models import WooCustomer, WooOrder, WooProduct
+from storeloop.orders.hooks import on_order_changed
 from storeloop.orders.models import Order, OrderLine, OrderRefund, Product
 from storeloop.stores.models import Store
 
@@ -86,10 +87,12 @@ def apply_order(store: Store, snapshot: WooOrder) -> Applied:
         "payload_hash": digest,
         "deleted_at": None,
     }
+    previous_status = None
     if existing is None:
         order = Order.objects.create(store=store, external_id=snapshot.id, **fields)
         outcome = Applied.CREATED
     else:
+        previous_status = "deleted" if existing.deleted_at is not None else existing.status
         for name, value in fields.items():
             setattr(existing, name, value)
         existing.save()
@@ -97,6 +100,7 @@ def apply_order(store: Store, snapshot: WooOrder) -> Applied:
         outcome = Applied.UPDATED
     _replace_lines(store, order, snapshot)
     _replace_refunds(order, snapshot)
+    on_order_changed(order, previous_status)
     return outcome
 
 
@@ -140,10 +144,12 @@ def apply_order_deleted(store: Store, external_id: int) -> Applied:
     Keeping it preserves the customer's history and totals; a later ``order.restored`` snapshot is
     newer and clears the mark through ``apply_order``.
     """
-    updated = Order.objects.filter(store=store, external_id=external_id, deleted_at__isnull=True).update(
-        deleted_at=timezone.now(), updated_at=timezone.now()
-    )
-    if updated:
+    order = Order.objects.select_for_update().filter(store=store, external_id=external_id).first()
+    if order is not None and order.deleted_at is None:
+        previous_status = order.status
+        order.deleted_at = timezone.now()
+        order.save(update_fields=["deleted_at", "updated_at"])
+        on_order_changed(order, previous_status)
         return Applied.DELETED
     if Order.objects.filter(store=store, external_id=external_id).exists():
         return Applied.UNCHANGED

@@ -40,9 +40,7 @@ def acquire_lock(holder: str, ttl_seconds: float) -> bool:
     with transaction.atomic():
         taken = SchedulerLock.objects.filter(name=LOCK_NAME).filter(holder=holder).update(
             expires_at=expires
-        ) or SchedulerLock.objects.filter(name=LOCK_NAME, expires_at__lt=now).update(
-            holder=holder, expires_at=expires
-        )
+        ) or SchedulerLock.objects.filter(name=LOCK_NAME, expires_at__lt=now).update(holder=holder, expires_at=expires)
         if taken:
             return True
         try:

@@ -119,9 +119,7 @@ class LeasedWorker(Worker):  # type: ignore[misc]
                     result = db_task.task_result
                     task_started.send(sender=type(task.get_backend()), task_result=result)
                     if task.takes_context:
-                        return_value = task.call(
-                            TaskContext(task_result=result), *result.args, **result.kwargs
-                        )
+                        return_value = task.call(TaskContext(task_result=result), *result.args, **result.kwargs)
                     else:
                         return_value = task.call(*result.args, **result.kwargs)
                 except Exception as exc:  # every failure is recorded; BaseException (kill) is not caught
@@ -131,9 +129,7 @@ class LeasedWorker(Worker):  # type: ignore[misc]
             self.running_task = False
             self._run_tasks += 1
 
-    def finish(
-        self, db_task: DBTaskResult, token: uuid.UUID, return_value: Any, error: BaseException | None
-    ) -> None:
+    def finish(self, db_task: DBTaskResult, token: uuid.UUID, return_value: Any, error: BaseException | None) -> None:
         """Record the outcome, fenced by the lease token: no lease, no write."""
         attempts = len(db_task.worker_ids)
         policy = policy_for(db_task.task_path)
@@ -160,9 +156,7 @@ class LeasedWorker(Worker):  # type: ignore[misc]
                         cap=policy.retry_max_seconds,
                         retry_after=error.retry_after if isinstance(error, TransientError) else None,
                     )
-                    rows.update(
-                        status=TaskResultStatus.READY, run_after=now + dt.timedelta(seconds=delay), **details
-                    )
+                    rows.update(status=TaskResultStatus.READY, run_after=now + dt.timedelta(seconds=delay), **details)
                     outcome = f"retry in {delay:.1f}s (attempt {attempts}/{policy.max_attempts})"
                 else:
                     rows.update(status=TaskResultStatus.FAILED, finished_at=now, **details)

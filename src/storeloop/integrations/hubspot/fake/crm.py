@@ -4,7 +4,8 @@ Batch semantics: when every input carries ``objectWriteTraceId`` (and ``Faults.m
 on) record-level failures come back as 207 with ``errors[].context.objectWriteTraceId``; without
 trace ids one bad record fails the whole batch with 400 and nothing is written, like HubSpot's
 batch create without multi-status. Results come back in random order, as HubSpot does not promise
-any, and do not echo ``objectWriteTraceId`` (the v3 SDK result models have no such field).
+any; they echo ``objectWriteTraceId`` in multi-status mode (as the current API reference shows) and
+not otherwise (older v3 result models have no such field), so clients must match by value too.
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ class FakeCrm:
             context["objectWriteTraceId"] = [str(item["objectWriteTraceId"])]
         return {"status": "error", **error, "context": context}
 
+    @staticmethod
+    def _trace(item: Mapping[str, Any], traced: bool) -> dict[str, str]:
+        return {"objectWriteTraceId": str(item["objectWriteTraceId"])} if traced else {}
+
     def _answer(self, status: int, results: list[Any], errors: list[dict[str, Any]]) -> Reply:
         self.objects.rng.shuffle(results)
         now = now_iso()
@@ -98,7 +103,7 @@ class FakeCrm:
                 raise CrmError(400, "VALIDATION_ERROR", f"Duplicate IDs found in batch input: [{id_value}]")
             seen.add(objects.norm(id_prop, id_value))
         traced = self._traced(inputs, multi_status)
-        plan: list[tuple[Record | None, dict[str, str]]] = []
+        plan: list[tuple[Mapping[str, Any], Record | None, dict[str, str]]] = []
         errors: list[tuple[Mapping[str, Any], dict[str, Any]]] = []
         for item in inputs:
             id_prop, id_value = str(item["idProperty"]), str(item["id"])
@@ -110,15 +115,15 @@ class FakeCrm:
             if error is not None:
                 errors.append((item, error))
             else:
-                plan.append((existing, props))
+                plan.append((item, existing, props))
         if errors and not traced:
             raise self._fail_whole(errors)
         results = []
-        for existing, props in plan:
+        for item, existing, props in plan:
             record = existing or objects.create(object_type, props)
             if existing is not None:
                 objects.write(object_type, existing, props)
-            results.append({**record.view(list(props)), "new": existing is None})
+            results.append({**record.view(list(props)), "new": existing is None, **self._trace(item, traced)})
         return self._answer(200, results, [self._with_trace(i, e) for i, e in errors])
 
     def _association_error(self, object_type: str, item: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -131,6 +136,16 @@ class FakeCrm:
             if self.objects.get_live(targets[0], to_id) is None:
                 return self.graph.invalid(targets[0], to_id)
         return None
+
+    def _associate_new(self, object_type: str, record: Record, item: Mapping[str, Any]) -> None:
+        """Inline ``associations`` of a create (validated by ``_association_error`` beforehand)."""
+        for assoc in item.get("associations") or []:
+            for spec in assoc.get("types") or []:
+                type_id = int(spec["associationTypeId"])
+                to_type = next(
+                    t for (f, t), (_, ids) in ASSOCIATION_TYPES.items() if f == object_type and type_id in ids
+                )
+                self.graph.add(object_type, record.id, to_type, str(assoc["to"]["id"]), type_id)
 
     def batch_create(self, object_type: str, body: Mapping[str, Any], multi_status: bool, fault: RecordFault) -> Reply:
         objects = self.objects
@@ -157,21 +172,15 @@ class FakeCrm:
                 errors.append((item, objects.check(object_type, props, None) or {}))
                 continue
             record = objects.create(object_type, props)
-            for assoc in item.get("associations") or []:
-                for spec in assoc.get("types") or []:
-                    type_id = int(spec["associationTypeId"])
-                    to_type = next(
-                        t for (f, t), (_, ids) in ASSOCIATION_TYPES.items() if f == object_type and type_id in ids
-                    )
-                    self.graph.add(object_type, record.id, to_type, str(assoc["to"]["id"]), type_id)
-            results.append(record.view(list(props)))
+            self._associate_new(object_type, record, item)
+            results.append({**record.view(list(props)), **self._trace(item, traced)})
         return self._answer(201, results, [self._with_trace(i, e) for i, e in errors])
 
     def batch_update(self, object_type: str, body: Mapping[str, Any], multi_status: bool, fault: RecordFault) -> Reply:
         objects = self.objects
         inputs = self._inputs(body)
         traced = self._traced(inputs, multi_status)
-        plan: list[tuple[Record, dict[str, str]]] = []
+        plan: list[tuple[Mapping[str, Any], Record, dict[str, str]]] = []
         errors: list[tuple[Mapping[str, Any], dict[str, Any]]] = []
         for item in inputs:
             props = self._properties(item)
@@ -189,13 +198,13 @@ class FakeCrm:
             if error is not None:
                 errors.append((item, error))
             elif record is not None:
-                plan.append((record, props))
+                plan.append((item, record, props))
         if errors and not traced:
             raise self._fail_whole(errors)
         results = []
-        for record, props in plan:
+        for item, record, props in plan:
             objects.write(object_type, record, props)
-            results.append(record.view(list(props)))
+            results.append({**record.view(list(props)), **self._trace(item, traced)})
         return self._answer(200, results, [self._with_trace(i, e) for i, e in errors])
 
     def batch_read(self, object_type: str, body: Mapping[str, Any]) -> Reply:
@@ -250,6 +259,7 @@ class FakeCrm:
         if (bad := self._association_error(object_type, body)) is not None:
             raise CrmError(400, "VALIDATION_ERROR", str(bad["message"]), context=bad.get("context"))
         record = self.objects.create(object_type, props)
+        self._associate_new(object_type, record, body)
         return 201, record.view(None)
 
     def get(self, object_type: str, record_id: str, id_prop: str | None, names: list[str] | None) -> Reply:

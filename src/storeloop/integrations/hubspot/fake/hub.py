@@ -60,6 +60,10 @@ class Faults:
                 if not isinstance(value, list | set | tuple) or not all(isinstance(v, str) for v in value):
                     raise ValueError(f"fault {name!r} must be a list of strings")
                 clean[name] = {v.lower() if name == "reject_emails" else v for v in value}
+            elif isinstance(current, str):
+                if not isinstance(value, str):
+                    raise ValueError(f"fault {name!r} must be a string")
+                clean[name] = value
             elif isinstance(current, bool):
                 if not isinstance(value, bool):
                     raise ValueError(f"fault {name!r} must be a boolean")

@@ -123,6 +123,8 @@ class ObjectStore:
         for name, value in props.items():
             if not isinstance(value, str):
                 details.append(invalid_value(name, "INVALID_TYPE", f"{name} must be a string."))
+            elif name in READ_ONLY:
+                details.append(invalid_value(name, "READ_ONLY_VALUE", f"{name} is a read only property"))
             elif name not in defs:
                 if self.strict_properties:
                     details.append(invalid_value(name, "PROPERTY_DOESNT_EXIST", f'Property "{name}" does not exist'))
@@ -143,11 +145,9 @@ class ObjectStore:
 
     def create(self, object_type: str, props: Mapping[str, str]) -> Record:
         now = now_iso()
-        clean = {k: v for k, v in props.items() if k not in READ_ONLY}
-        record = Record(str(next(self._ids)), {}, now, now)
-        record.properties["createdate"] = now
+        record = Record(str(next(self._ids)), {"createdate": now}, now, now)
         self.records[object_type][record.id] = record
-        self.write(object_type, record, clean)
+        self.write(object_type, record, props)
         return record
 
     def write(self, object_type: str, record: Record, props: Mapping[str, str]) -> None:

@@ -1,0 +1,169 @@
+"""The full, set-based recompute of one store, and the periodic refresh of its RFM thresholds.
+
+Each step is an INSERT … SELECT / DELETE over the store in SQL (the same statements the
+incremental path runs over one order or contact), in transactions sized so a writer never waits
+long on SQLite's single write lock:
+
+1. contributions, per range of ``BATCH_ORDERS`` orders (one transaction each);
+2. ``ContactMetrics``, ``DailyMetrics`` and ``ProductMetrics``, one transaction each.
+
+Interleaved incremental updates stay correct: each aggregate is a function of the contributions
+at the moment its own transaction reads them, and an increment lands either before that (and is
+overwritten by a recount that includes it) or after (and applies to the recount). On PostgreSQL
+the store's advisory lock keeps increments out of a rebuild's DELETE … INSERT window.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from storeloop.metrics import sql
+from storeloop.metrics.db import lock_store
+from storeloop.metrics.definitions import MIN_RFM_CONTACTS, quintile_cuts
+from storeloop.metrics.models import ContactMetrics, DailyMetrics, ProductMetrics, RfmThresholds
+
+BATCH_ORDERS = 200_000
+
+
+@dataclass(frozen=True)
+class RecalcResult:
+    store_id: int
+    counted_orders: int
+    contacts: int
+    days: int
+    products: int
+    seconds: float
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "store_id": self.store_id,
+            "counted_orders": self.counted_orders,
+            "contacts": self.contacts,
+            "days": self.days,
+            "products": self.products,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _order_ranges(store_id: int) -> list[tuple[int, int]]:
+    """Contiguous id ranges covering every order of the store (and any id beyond the last)."""
+    bounds: list[int] = []
+    last = 0
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute(
+                f"SELECT id FROM {sql.ORDERS} WHERE store_id = %s AND id > %s "  # noqa: S608
+                "ORDER BY id LIMIT 1 OFFSET %s",
+                [store_id, last, BATCH_ORDERS - 1],
+            )
+            row = cursor.fetchone()
+            if row is None:
+                break
+            last = int(row[0])
+            bounds.append(last)
+    ranges, low = [], 0
+    for high in bounds:
+        ranges.append((low, high))
+        low = high + 1
+    ranges.append((low, 2**62))
+    return ranges
+
+
+def rebuild_contributions(store_id: int) -> None:
+    scope = "o.store_id = %s AND o.id BETWEEN %s AND %s"
+    for low, high in _order_ranges(store_id):
+        with transaction.atomic(durable=True), connection.cursor() as cursor:
+            lock_store(store_id, exclusive=True)
+            params = [store_id, low, high]
+            for table, columns, select in (
+                (sql.OC, sql.OC_COLUMNS, sql.order_contribution_select(connection, scope)),
+                (sql.OPC, sql.OPC_COLUMNS, sql.product_contribution_select(scope)),
+            ):
+                cursor.execute(
+                    f"DELETE FROM {table} WHERE store_id = %s AND order_id BETWEEN %s AND %s",  # noqa: S608
+                    params,
+                )
+                cursor.execute(f"INSERT INTO {table} ({columns}) {select}", params)
+
+
+def rebuild_contact_metrics(store_id: int) -> None:
+    with transaction.atomic(durable=True), connection.cursor() as cursor:
+        lock_store(store_id, exclusive=True)
+        cursor.execute(f"DELETE FROM {sql.CM} WHERE store_id = %s", [store_id])  # noqa: S608
+        cursor.execute(sql.contact_metrics_insert("oc.store_id = %s"), [store_id])
+
+
+def rebuild_aggregates(store_id: int) -> None:
+    for table, insert, params in (
+        (sql.DAILY, sql.DAILY_INSERT, [store_id, store_id]),
+        (sql.PRODUCTS, sql.PRODUCT_INSERT, [store_id]),
+    ):
+        with transaction.atomic(durable=True), connection.cursor() as cursor:
+            lock_store(store_id, exclusive=True)
+            cursor.execute(f"DELETE FROM {table} WHERE store_id = %s", [store_id])  # noqa: S608
+            cursor.execute(insert, params)
+
+
+def recalculate_store(store_id: int) -> RecalcResult:
+    started = time.perf_counter()
+    rebuild_contributions(store_id)
+    rebuild_contact_metrics(store_id)
+    rebuild_aggregates(store_id)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT COUNT(*) FROM {sql.OC} WHERE store_id = %s", [store_id])  # noqa: S608
+        counted = int(cursor.fetchone()[0])
+    return RecalcResult(
+        store_id=store_id,
+        counted_orders=counted,
+        contacts=ContactMetrics.objects.filter(store_id=store_id).count(),
+        days=DailyMetrics.objects.filter(store_id=store_id).count(),
+        products=ProductMetrics.objects.filter(store_id=store_id).count(),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def refresh_rfm_thresholds(store_id: int, as_of: dt.datetime | None = None) -> dict[str, int]:
+    """Retake the quintiles of every currency and rescore the store's contacts against them.
+
+    Returns the number of contacts each currency's quintiles were taken over.
+    """
+    as_of = as_of or timezone.now()
+    taken: dict[str, int] = {}
+    with transaction.atomic(durable=True):
+        lock_store(store_id, exclusive=True)
+        rows = ContactMetrics.objects.filter(store_id=store_id).values_list(
+            "currency", "last_order_at", "order_count", "net_e4"
+        )
+        by_currency: dict[str, list[tuple[dt.datetime, int, int]]] = {}
+        for currency, last, count, net in rows:
+            by_currency.setdefault(currency, []).append((last, count, net))
+        RfmThresholds.objects.filter(store_id=store_id).exclude(
+            currency__in=[c for c, v in by_currency.items() if len(v) >= MIN_RFM_CONTACTS]
+        ).delete()
+        for currency, values in by_currency.items():
+            if len(values) < MIN_RFM_CONTACTS:
+                continue
+            r = quintile_cuts(sorted(v[0] for v in values))
+            f = quintile_cuts(sorted(v[1] for v in values))
+            m = quintile_cuts(sorted(v[2] for v in values))
+            RfmThresholds.objects.update_or_create(
+                store_id=store_id,
+                currency=currency,
+                defaults={
+                    "as_of": as_of,
+                    "contacts": len(values),
+                    **{f"r_cut{i + 1}": r[i] for i in range(4)},
+                    **{f"f_cut{i + 1}": f[i] for i in range(4)},
+                    **{f"m_cut{i + 1}": m[i] for i in range(4)},
+                },
+            )
+            taken[currency] = len(values)
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {sql.CM} WHERE store_id = %s", [store_id])  # noqa: S608
+            cursor.execute(sql.contact_metrics_insert("oc.store_id = %s"), [store_id])
+    return taken
