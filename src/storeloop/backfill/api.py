@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django.http import HttpRequest
-from ninja import Router, Schema
+from ninja import Router, Schema, Status
 
 from storeloop.backfill.models import BackfillJob
 from storeloop.backfill.services import JobStatus, OrderBackfillManager
@@ -54,11 +54,11 @@ def list_backfills(request: HttpRequest) -> list[BackfillOut]:
 
 
 @router.post("", response={201: BackfillOut}, summary="Start a backfill; a worker runs it")
-def start(request: HttpRequest, payload: BackfillIn) -> tuple[int, BackfillOut]:
+def start(request: HttpRequest, payload: BackfillIn) -> Status[BackfillOut]:
     manager = OrderBackfillManager()
     job = manager.start_backfill(request_store(request), payload.since, sync_to_crm=payload.sync_to_crm)
     _enqueue(job.pk)
-    return 201, BackfillOut.of(manager.get_job_status(job.pk))
+    return Status(201, BackfillOut.of(manager.get_job_status(job.pk)))
 
 
 @router.get("/{job_id}", response=BackfillOut, summary="State, done and total, rate, ETA and errors")

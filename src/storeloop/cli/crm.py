@@ -52,7 +52,7 @@ def register(sub: Any) -> None:
 
 
 def _connect(args: argparse.Namespace) -> int:
-    from storeloop.crm.connections import connect_hubspot, connect_zoho, test_connection
+    from storeloop.crm.connections import check_connection, connect_hubspot, connect_zoho
 
     if args.provider == "hubspot":
         connection = connect_hubspot(store_id=args.store, token=args.token, base_url=args.base_url,
@@ -64,13 +64,13 @@ def _connect(args: argparse.Namespace) -> int:
             module=args.module,
         )  # fmt: skip
     if not args.no_check:
-        test_connection(connection)
+        check_connection(connection)
     console.print(f"Connected store {args.store} to {connection.get_provider_display()}.")
     return 0
 
 
 def _test(args: argparse.Namespace) -> int:
-    from storeloop.crm.connections import test_connection
+    from storeloop.crm.connections import check_connection
     from storeloop.crm.models import CrmConnection
 
     connections = list(CrmConnection.objects.filter(store_id=args.store))
@@ -78,7 +78,7 @@ def _test(args: argparse.Namespace) -> int:
         console.print(f"[red]Store {args.store} has no CRM connection.[/red]")
         return 2
     for connection in connections:
-        test_connection(connection)
+        check_connection(connection)
         console.print(f"{connection.get_provider_display()}: [green]ok[/green]")
     return 0
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django.http import HttpRequest
-from ninja import Router, Schema
+from ninja import Router, Schema, Status
 
 from storeloop.config.auth import request_store
 from storeloop.core.errors import ValidationError
@@ -73,10 +73,10 @@ def order_sync(request: HttpRequest, order_id: int) -> OrderSyncOut:
 
 
 @router.post("/{order_id}/sync", response={202: ResyncOut}, summary="Sync one order to the CRM again")
-def order_resync(request: HttpRequest, order_id: int) -> tuple[int, ResyncOut]:
+def order_resync(request: HttpRequest, order_id: int) -> Status[ResyncOut]:
     store = request_store(request)
     order, _ = order_sync_for_store(store=store, order_id=order_id)
-    return 202, ResyncOut(queued=resync(store_id=store.pk, order_ids=[order.pk]))
+    return Status(202, ResyncOut(queued=resync(store_id=store.pk, order_ids=[order.pk])))
 
 
 @crm_router.get("/connections", summary="CRM connections of this store and their records by state")
@@ -85,7 +85,7 @@ def connections(request: HttpRequest) -> list[dict[str, object]]:
 
 
 @crm_router.post("/resync", response={202: ResyncOut}, summary="Queue orders again: by id, by state, or all")
-def bulk_resync(request: HttpRequest, payload: ResyncIn) -> tuple[int, ResyncOut]:
+def bulk_resync(request: HttpRequest, payload: ResyncIn) -> Status[ResyncOut]:
     allowed = {s.value for s in CrmSyncRecord.State}
     if payload.states and not set(payload.states) <= allowed:
         raise ValidationError(f"states must be among {sorted(allowed)}", code="invalid_state",
@@ -95,4 +95,4 @@ def bulk_resync(request: HttpRequest, payload: ResyncIn) -> tuple[int, ResyncOut
     store_id = request_store(request).pk
     count = resync(store_id=store_id, order_ids=payload.order_ids, states=payload.states,
                    everything=payload.everything)  # fmt: skip
-    return 202, ResyncOut(queued=count)
+    return Status(202, ResyncOut(queued=count))

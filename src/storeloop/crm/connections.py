@@ -100,7 +100,7 @@ def _save(store: Store, provider: str, *, credentials: dict[str, str], **fields:
     return connection
 
 
-def test_connection(connection: CrmConnection) -> str:
+def check_connection(connection: CrmConnection) -> str:
     """Check the credentials and setup against the CRM; returns "ok" or raises ValidationError."""
     from storeloop.crm.adapters.factory import adapter_for
 
