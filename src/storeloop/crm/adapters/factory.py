@@ -8,8 +8,9 @@ from storeloop.core.ratelimit import DatabaseRateLimiter
 from storeloop.crm.adapters.base import CrmAdapter
 from storeloop.crm.models import CrmConnection
 
-# HubSpot: 190 requests per rolling 10 s per account (Professional/Enterprise private apps).
-HUBSPOT_BUDGET = (190, 10.0)
+# HubSpot allows 190 requests per rolling 10 s per account (Professional/Enterprise private apps);
+# we take 180 so clock skew between our grant and their count never earns a 429.
+HUBSPOT_BUDGET = (180, 10.0)
 # Zoho counts API credits per day and concurrency per org; a per-minute cap keeps bursts polite.
 ZOHO_BUDGET = (100, 60.0)
 

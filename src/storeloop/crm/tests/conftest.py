@@ -37,3 +37,20 @@ def mirror_order(store: Any) -> Any:
 
 def money(value: str) -> Decimal:
     return Decimal(value)
+
+
+@pytest.fixture
+def hubspot() -> Iterator[Any]:
+    from storeloop.integrations.hubspot.fake import FakeHubSpot
+
+    with FakeHubSpot(token="pat-test") as fake:
+        yield fake
+
+
+@pytest.fixture
+def hubspot_connection(store: Any, hubspot: Any) -> Any:
+    from storeloop.crm.connections import check_connection, connect_hubspot
+
+    connection = connect_hubspot(store_id=store.pk, token="pat-test", base_url=hubspot.url)
+    check_connection(connection)
+    return connection

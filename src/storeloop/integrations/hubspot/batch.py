@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 from .errors import HubSpotValidationError, scrub
+from .models import pair_key
 
 T = TypeVar("T")
 
@@ -45,6 +46,38 @@ class Slot(NamedTuple):
     created: bool | None = None
     error: str | None = None
     transient: bool = False
+
+
+def results_of(data: Any) -> list[Mapping[str, Any]]:
+    found = data.get("results") if isinstance(data, Mapping) else None
+    return [r for r in found if isinstance(r, Mapping)] if isinstance(found, list) else []
+
+
+def errors_of(data: Any) -> list[Mapping[str, Any]]:
+    found = data.get("errors") if isinstance(data, Mapping) else None
+    return [e for e in found if isinstance(e, Mapping)] if isinstance(found, list) else []
+
+
+def props_of(result: Mapping[str, Any]) -> Mapping[str, Any]:
+    props = result.get("properties")
+    return props if isinstance(props, Mapping) else {}
+
+
+def next_after(data: Any) -> str | None:
+    paging = data.get("paging") if isinstance(data, Mapping) else None
+    nxt = paging.get("next") if isinstance(paging, Mapping) else None
+    after = nxt.get("after") if isinstance(nxt, Mapping) else None
+    return str(after) if after not in (None, "") else None
+
+
+def no_associations(error: Mapping[str, Any]) -> bool:
+    """v4 batch read reports a deal without line items (or an unknown deal) as a per-input error."""
+    sub = str(error.get("subCategory") or "")
+    return str(error.get("category")) == "OBJECT_NOT_FOUND" or "NO_ASSOCIATIONS" in sub.upper()
+
+
+def id_sort(value: str) -> tuple[int, str]:
+    return (int(value), "") if value.isdigit() else (1 << 62, value)
 
 
 def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -158,3 +191,31 @@ def _bisect(chunk: Sequence[T], send: Callable[[Sequence[T]], list[Slot]], budge
         budget[0] -= 2
         mid = len(chunk) // 2
         return _bisect(chunk[:mid], send, budget) + _bisect(chunk[mid:], send, budget)
+
+
+def map_associations(data: Any, chunk: Sequence[tuple[str, str]]) -> list[Slot]:
+    """Slots for association pairs; results carry no id, so a success's ``remote_id`` is the pair key."""
+    index = {pair: i for i, pair in enumerate(chunk)}
+
+    def ends(result: Mapping[str, Any]) -> tuple[str, str]:
+        # default: {"from": {"id"}, "to": {"id"}}; labeled: {"fromObjectId": 1, "toObjectId": 2}
+        source, target = result.get("from"), result.get("to")
+        f = source.get("id") if isinstance(source, Mapping) else result.get("fromObjectId")
+        t = target.get("id") if isinstance(target, Mapping) else result.get("toObjectId")
+        return str(f), str(t)
+
+    def result_index(result: Mapping[str, Any]) -> int | None:
+        f, t = ends(result)
+        direct = index.get((f, t))
+        return direct if direct is not None else index.get((t, f))  # default answers both ways
+
+    def error_indices(error: Mapping[str, Any]) -> list[int]:
+        ids = set(context_values(error, "objectId", "fromObjectId", "toObjectId", "ids"))
+        return [i for i, (f, t) in enumerate(chunk) if f in ids or t in ids]
+
+    results = results_of(data)
+    # Prefer same-direction matches so a reverse-direction row never claims another pair first.
+    results.sort(key=lambda r: ends(r) not in index)
+    body = {"results": results, "errors": errors_of(data)}
+    slots = map_batch(body, len(chunk), result_index=result_index, error_indices=error_indices)
+    return [s._replace(remote_id=pair_key(*chunk[i])) if s.error is None else s for i, s in enumerate(slots)]

@@ -32,7 +32,22 @@ import httpx
 from storeloop.core.ports import RateLimiter
 from storeloop.integrations.crm import RecordOutcome
 
-from .batch import Slot, chunks, context_values, error_slot, error_text, map_batch, run_chunks
+from .batch import (
+    Slot,
+    chunks,
+    context_values,
+    error_slot,
+    error_text,
+    errors_of,
+    id_sort,
+    map_associations,
+    map_batch,
+    next_after,
+    no_associations,
+    props_of,
+    results_of,
+    run_chunks,
+)
 from .errors import (
     HubSpotConflict,
     HubSpotTransientError,
@@ -74,38 +89,6 @@ def _outcome(key: str, slot: Slot) -> RecordOutcome:
     if slot.error is not None:
         return RecordOutcome(key=key, error=slot.error, transient=slot.transient)
     return RecordOutcome(key=key, remote_id=slot.remote_id, created=slot.created)
-
-
-def _results(data: Any) -> list[Mapping[str, Any]]:
-    found = data.get("results") if isinstance(data, Mapping) else None
-    return [r for r in found if isinstance(r, Mapping)] if isinstance(found, list) else []
-
-
-def _errors(data: Any) -> list[Mapping[str, Any]]:
-    found = data.get("errors") if isinstance(data, Mapping) else None
-    return [e for e in found if isinstance(e, Mapping)] if isinstance(found, list) else []
-
-
-def _props(result: Mapping[str, Any]) -> Mapping[str, Any]:
-    props = result.get("properties")
-    return props if isinstance(props, Mapping) else {}
-
-
-def _next_after(data: Any) -> str | None:
-    paging = data.get("paging") if isinstance(data, Mapping) else None
-    nxt = paging.get("next") if isinstance(paging, Mapping) else None
-    after = nxt.get("after") if isinstance(nxt, Mapping) else None
-    return str(after) if after not in (None, "") else None
-
-
-def _no_associations(error: Mapping[str, Any]) -> bool:
-    """v4 batch read reports a deal without line items (or an unknown deal) as a per-input error."""
-    sub = str(error.get("subCategory") or "")
-    return str(error.get("category")) == "OBJECT_NOT_FOUND" or "NO_ASSOCIATIONS" in sub.upper()
-
-
-def _id_sort(value: str) -> tuple[int, str]:
-    return (int(value), "") if value.isdigit() else (1 << 62, value)
 
 
 class HubSpotClient(HubSpotPort):
@@ -170,7 +153,7 @@ class HubSpotClient(HubSpotPort):
             by_type.setdefault(spec.object_type, []).append(spec)
         for object_type, specs in by_type.items():
             _, data = self._t.request("GET", f"/crm/v3/properties/{object_type}")
-            existing = {str(p.get("name")): p for p in _results(data)}
+            existing = {str(p.get("name")): p for p in results_of(data)}
             missing = [s for s in specs if s.name not in existing]
             for spec in specs:
                 if spec.name in existing:
@@ -235,11 +218,12 @@ class HubSpotClient(HubSpotPort):
                     for i, (id_value, props) in enumerate(chunk)
                 ]
             }
+            # An idempotent POST (see the module docstring): the transport retries it like a GET.
             data = self._post(f"/crm/v3/objects/{object_type}/batch/upsert", body)
             index = {norm(id_value): i for i, (id_value, _) in enumerate(chunk)}
 
             def result_index(result: Mapping[str, Any]) -> int | None:
-                value = _props(result).get(id_property)
+                value = props_of(result).get(id_property)
                 return index.get(norm(value)) if isinstance(value, str) else None
 
             def error_indices(error: Mapping[str, Any]) -> list[int]:
@@ -333,7 +317,7 @@ class HubSpotClient(HubSpotPort):
         return map_batch(
             data,
             len(chunk),
-            result_index=lambda r: index.get(str(_props(r).get(LINE_REF))),
+            result_index=lambda r: index.get(str(props_of(r).get(LINE_REF))),
             error_indices=lambda e: [],
             created=lambda r: True,
         )
@@ -385,12 +369,12 @@ class HubSpotClient(HubSpotPort):
             data = self._post(
                 f"/crm/v4/associations/{DEALS}/{LINE_ITEMS}/batch/read", {"inputs": [{"id": d} for d in chunk]}
             )
-            for error in _errors(data):
-                if not _no_associations(error):
+            for error in errors_of(data):
+                if not no_associations(error):
                     # Unknown state: creating now could duplicate line items. Try again later.
                     slot = error_slot(error)
                     raise HubSpotTransientError(f"reading deal line items failed: {slot.error}")
-            for result in _results(data):
+            for result in results_of(data):
                 source = result.get("from")
                 deal = str(source.get("id")) if isinstance(source, Mapping) else ""
                 targets = result.get("to")
@@ -398,20 +382,20 @@ class HubSpotClient(HubSpotPort):
                 for target in targets if isinstance(targets, list) else []:
                     if isinstance(target, Mapping) and target.get("toObjectId") is not None:
                         ids.append(str(target["toObjectId"]))
-                if _next_after(result):
-                    ids.extend(self._more_associations(deal, str(_next_after(result))))
+                if next_after(result):
+                    ids.extend(self._more_associations(deal, str(next_after(result))))
         refs: dict[str, str] = {}
-        all_ids = sorted({i for ids in linked.values() for i in ids}, key=_id_sort)
+        all_ids = sorted({i for ids in linked.values() for i in ids}, key=id_sort)
         for id_chunk in chunks(all_ids, MAX_BATCH):
             body = {"inputs": [{"id": i} for i in id_chunk], "properties": [LINE_REF]}
             data = self._post(f"/crm/v3/objects/{LINE_ITEMS}/batch/read", body)
-            for result in _results(data):  # errors = archived/unknown ids: not ours any more
-                ref = _props(result).get(LINE_REF)
+            for result in results_of(data):  # errors = archived/unknown ids: not ours any more
+                ref = props_of(result).get(LINE_REF)
                 if isinstance(ref, str) and ref:
                     refs[str(result.get("id"))] = ref
         out: dict[str, dict[str, list[str]]] = {}
         for deal, ids in linked.items():
-            for line_id in sorted(set(ids), key=_id_sort):
+            for line_id in sorted(set(ids), key=id_sort):
                 if line_id in refs:
                     out.setdefault(deal, {}).setdefault(refs[line_id], []).append(line_id)
         return out
@@ -422,12 +406,12 @@ class HubSpotClient(HubSpotPort):
         while cursor:
             params: dict[str, str | int] = {"limit": _ASSOC_PAGE, "after": cursor}
             _, data = self._t.request("GET", f"/crm/v4/objects/{DEALS}/{deal}/associations/{LINE_ITEMS}", params=params)
-            ids.extend(str(r["toObjectId"]) for r in _results(data) if r.get("toObjectId") is not None)
-            cursor = _next_after(data)
+            ids.extend(str(r["toObjectId"]) for r in results_of(data) if r.get("toObjectId") is not None)
+            cursor = next_after(data)
         return ids
 
     def archive_line_items(self, ids: Iterable[str]) -> None:
-        for chunk in chunks(sorted(set(ids), key=_id_sort), MAX_BATCH):
+        for chunk in chunks(sorted(set(ids), key=id_sort), MAX_BATCH):
             self._post(f"/crm/v3/objects/{LINE_ITEMS}/batch/archive", {"inputs": [{"id": i} for i in chunk]})
 
     # --- associations ------------------------------------------------------------------------------
@@ -450,37 +434,10 @@ class HubSpotClient(HubSpotPort):
             else:
                 spec = [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": association_type_id}]
                 data = self._post(f"{base}/create", {"inputs": [{**i, "types": spec} for i in inputs]})
-            return self._map_associations(data, chunk)
+            return map_associations(data, chunk)
 
         slots = run_chunks(distinct, send, MAX_BATCH)
         return [_outcome(pair_key(f, t), slot) for (f, t), slot in zip(distinct, slots, strict=True)]
-
-    @staticmethod
-    def _map_associations(data: Any, chunk: Sequence[tuple[str, str]]) -> list[Slot]:
-        index = {pair: i for i, pair in enumerate(chunk)}
-
-        def ends(result: Mapping[str, Any]) -> tuple[str, str]:
-            # default: {"from": {"id"}, "to": {"id"}}; labeled: {"fromObjectId": 1, "toObjectId": 2}
-            source, target = result.get("from"), result.get("to")
-            f = source.get("id") if isinstance(source, Mapping) else result.get("fromObjectId")
-            t = target.get("id") if isinstance(target, Mapping) else result.get("toObjectId")
-            return str(f), str(t)
-
-        def result_index(result: Mapping[str, Any]) -> int | None:
-            f, t = ends(result)
-            direct = index.get((f, t))
-            return direct if direct is not None else index.get((t, f))  # default answers both ways
-
-        def error_indices(error: Mapping[str, Any]) -> list[int]:
-            ids = set(context_values(error, "objectId", "fromObjectId", "toObjectId", "ids"))
-            return [i for i, (f, t) in enumerate(chunk) if f in ids or t in ids]
-
-        results = _results(data)
-        # Prefer same-direction matches so a reverse-direction row never claims another pair first.
-        results.sort(key=lambda r: ends(r) not in index)
-        body = {"results": results, "errors": _errors(data)}
-        slots = map_batch(body, len(chunk), result_index=result_index, error_indices=error_indices)
-        return [s._replace(remote_id=pair_key(*chunk[i])) if s.error is None else s for i, s in enumerate(slots)]
 
     # --- lookups -----------------------------------------------------------------------------------
 
@@ -500,11 +457,11 @@ class HubSpotClient(HubSpotPort):
                 if after:
                     body["after"] = after
                 data = self._post(f"/crm/v3/objects/{DEALS}/search", body)
-                for result in _results(data):
-                    ref = _props(result).get(ORDER_REF)
+                for result in results_of(data):
+                    ref = props_of(result).get(ORDER_REF)
                     if isinstance(ref, str):
                         found.setdefault(ref, str(result.get("id")))
-                after = _next_after(data)
+                after = next_after(data)
                 if not after:
                     break
         return found
@@ -514,8 +471,8 @@ class HubSpotClient(HubSpotPort):
         for chunk in chunks(sorted(set(refs)), MAX_BATCH):
             body = {"idProperty": ORDER_REF, "inputs": [{"id": r} for r in chunk], "properties": [ORDER_REF]}
             data = self._post(f"/crm/v3/objects/{DEALS}/batch/read", body)
-            for result in _results(data):  # errors = refs without a deal
-                ref = _props(result).get(ORDER_REF)
+            for result in results_of(data):  # errors = refs without a deal
+                ref = props_of(result).get(ORDER_REF)
                 if isinstance(ref, str):
                     found[ref] = str(result.get("id"))
         return found

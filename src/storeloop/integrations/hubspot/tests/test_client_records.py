@@ -175,10 +175,12 @@ def test_line_items_create_then_update(hub: FakeHubSpot, ready: HubSpotClient) -
     assert all(
         hub.associations[("line_items", str(o.remote_id), "deals", deal_id)] == {LINE_ITEM_TO_DEAL} for o in first
     )
+    hub.crm.graph.page_size = 2  # association reads now page: the client must follow paging.next
     changed = [LineItemInput(i.line_ref, deal_id, {"quantity": "2"}) for i in line_items(deal_id, 3)]
     second = ready.upsert_line_items(changed)
     assert [(o.created, o.remote_id) for o in second] == [(False, o.remote_id) for o in first]
     assert {p["quantity"] for p in hub.line_items.values()} == {"2"}
+    assert any(r.method == "GET" and r.path.endswith("/associations/line_items") for r in hub.requests)
     assert ready.deal_line_items([deal_id]) == {deal_id: {o.key: str(o.remote_id) for o in first}}
     assert hub.duplicates() == 0
 
