@@ -58,9 +58,7 @@ def _validation_error(request: HttpRequest, exc: NinjaValidationError) -> HttpRe
         for err in exc.errors
     ]
     names = ", ".join(f["field"] or "body" for f in fields)  # type: ignore[misc]
-    return api.create_response(
-        request, _body("validation_error", f"invalid input: {names}", fields), status=422
-    )
+    return api.create_response(request, _body("validation_error", f"invalid input: {names}", fields), status=422)
 
 
 @api.exception_handler(AuthenticationError)

@@ -7,6 +7,7 @@ from django.conf import settings
 from storeloop.core.maintenance import prune_task_rows
 from storeloop.core.tasks.reaper import reap_expired_leases
 from storeloop.core.tasks.scheduler import RecurringJob
+from storeloop.crm.tasks import schedule_due_crm_retries
 from storeloop.inbox.tasks import prune_inbox
 from storeloop.orders.tasks import reconcile_all_stores
 
@@ -26,4 +27,5 @@ def recurring_jobs() -> list[RecurringJob]:
         ),
         RecurringJob("prune_task_rows", every_seconds=6 * 3600, task=prune_task_rows),
         RecurringJob("prune_inbox", every_seconds=6 * 3600, task=prune_inbox),
+        RecurringJob("crm_due_retries", every_seconds=60, task=schedule_due_crm_retries),
     ]

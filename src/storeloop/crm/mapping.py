@@ -109,7 +109,10 @@ def effective_status(order: Order) -> str:
 
 
 def stage_for(connection: CrmConnection, status: str) -> str:
-    mapping = {**DEFAULT_STAGES[CrmConnection.Provider(connection.provider)], **(connection.stage_mapping or {})}
+    mapping: dict[str, str] = {
+        **DEFAULT_STAGES[CrmConnection.Provider(connection.provider)],
+        **(connection.stage_mapping or {}),
+    }
     return mapping.get(status) or mapping["pending"]
 
 

@@ -254,8 +254,8 @@ class _Handler(BaseHTTPRequestHandler):
             offset=offset,
             limit=per_page,
         )
-        total, body = self.shop.list_orders_encoded(q)
-        return self._paged("/orders", query, page, per_page, total, body)
+        total, encoded = self.shop.list_orders_encoded(q)
+        return self._paged("/orders", query, page, per_page, total, encoded)
 
     def _create_order(self, match: re.Match[str], query: QueryParams, body: dict[str, Any]) -> Reply:
         return 201, self.shop.create_order(**{"status": "pending", "customer_id": 0, **body}), []
