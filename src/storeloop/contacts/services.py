@@ -55,6 +55,28 @@ class PersonData:
         return out
 
 
+def identities_held(store: Store, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """Which of these (kind, value) identities exist in the store, and whose they are.
+
+    One query per kind, so the (store, kind, value) unique index is used for every lookup.
+    """
+    by_kind: dict[str, set[str]] = {}
+    for kind, value in pairs:
+        by_kind.setdefault(kind, set()).add(value)
+    held: dict[tuple[str, str], int] = {}
+    for kind, value_set in by_kind.items():
+        values = sorted(value_set)
+        for start in range(0, len(values), 500):
+            chunk = values[start : start + 500]
+            held.update(
+                ((kind, value), contact_id)
+                for value, contact_id in ContactIdentity.objects.filter(
+                    store=store, kind=kind, value__in=chunk
+                ).values_list("value", "contact_id")
+            )
+    return held
+
+
 def _live(contact: Contact) -> Contact:
     seen = 0
     while contact.merged_into_id is not None and seen < 20:
@@ -121,10 +143,7 @@ class _LostRace(Exception):
 
 def _attach_identities(store: Store, contact: Contact, person: PersonData) -> set[tuple[str, str]]:
     """Attach the identities nobody holds yet; returns those already held."""
-    wanted = person.identities()
-    existing = set(
-        ContactIdentity.objects.filter(store=store, value__in=[v for _, v in wanted]).values_list("kind", "value")
-    ) & set(wanted)
+    existing = set(identities_held(store, person.identities()))
     for kind, value in person.identities():
         if (kind, value) in existing:
             continue  # already someone's (maybe this contact's); never steal an identity

@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from storeloop.contacts.models import Contact, ContactIdentity
-from storeloop.contacts.services import PersonData, match_keys
+from storeloop.contacts.services import PersonData, identities_held, match_keys
 from storeloop.core.bulk import insert_rows
 from storeloop.integrations.woocommerce.models import WooOrder
 from storeloop.orders.mirror import COD_METHODS, Applied, apply_order, payload_hash, person_from_order
@@ -158,13 +158,7 @@ def _order_fields(snap: WooOrder, digest: str, contact_id: int | None) -> dict[s
 
 def _resolve_contacts(store: Store, people: list[PersonData]) -> list[int | None]:
     """Contact id for each person, creating missing contacts in bulk (same identity rule)."""
-    values = {v for p in people for _, v in p.identities()}
-    held: dict[tuple[str, str], int] = {
-        (kind, value): contact_id
-        for kind, value, contact_id in ContactIdentity.objects.filter(store=store, value__in=values).values_list(
-            "kind", "value", "contact_id"
-        )
-    }
+    held = identities_held(store, [pair for p in people for pair in p.identities()])
     merged = dict(
         Contact.objects.filter(store=store, pk__in=set(held.values()), merged_into__isnull=False).values_list(
             "pk", "merged_into_id"

@@ -183,3 +183,19 @@ def test_merge_refuses_bad_requests_and_changes_nothing(store: Any, other_store:
     assert cross.value.code == "merge_contact_not_found"
     assert ContactMerge.objects.count() == 0
     assert ContactIdentity.objects.get(value="f@example.com").contact == foreign
+
+
+@given(
+    st.one_of(
+        st.emails(),
+        st.from_regex(r"[A-Za-z0-9._%+-]{1,20}@[A-Za-z0-9.-]{1,20}\.[A-Za-z]{2,6}", fullmatch=True),
+    )
+)
+def test_the_fast_email_path_agrees_with_email_validator(raw: str) -> None:
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        slow: str | None = validate_email(raw.strip(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError:
+        slow = None
+    assert normalize_email.__wrapped__(raw) == slow
