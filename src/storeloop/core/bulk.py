@@ -9,8 +9,8 @@ their fields (the callers build them from parsed, validated snapshots).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
 import datetime as dt
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from django.db import connection, models
