@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "storeloop.metrics",
     "storeloop.crm",
     "storeloop.backfill",
+    "storeloop.consent",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,280 @@
+"""``MessagingConsentManager``: the one gate every send passes, and the only writer of consent.
+
+``has_consent`` is asked at send time (not only when a message is queued), so a withdrawal, a
+suppression or a pause made after queueing still stops the message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core import signing
+from django.db import transaction
+from django.utils import timezone
+
+from storeloop.consent.models import (
+    Channel,
+    ConsentEvent,
+    ConsentState,
+    ConsentStatus,
+    LawfulBasis,
+    Preference,
+    Purpose,
+    Suppression,
+)
+from storeloop.contacts.models import Contact
+from storeloop.contacts.normalize import normalize_email, normalize_phone
+from storeloop.core.errors import NotFound, ValidationError
+
+Action = ConsentEvent.Action
+UNSUBSCRIBE_SALT = "storeloop.consent.unsubscribe"
+CONFIRM_SALT = "storeloop.consent.confirm"
+DEFAULT_LINK_AGE = dt.timedelta(days=60)
+CONFIRM_LINK_AGE = dt.timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class ConsentDecision:
+    allowed: bool
+    reason: str
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+def _live(contact: Contact) -> Contact:
+    hops = 0
+    while contact.merged_into_id is not None and hops < 20:
+        contact = Contact.objects.get(pk=contact.merged_into_id)
+        hops += 1
+    return contact
+
+
+def address_for(contact: Contact, channel: str) -> str:
+    return contact.email if channel == Channel.EMAIL else contact.phone
+
+
+def _validate(channel: str, purpose: str) -> None:
+    if channel not in Channel.values:
+        raise ValidationError(f"unknown channel {channel!r}", code="invalid_channel")
+    if purpose not in Purpose.values:
+        raise ValidationError(f"unknown purpose {purpose!r}", code="invalid_purpose")
+
+
+class MessagingConsentManager:
+    """Consent per contact, channel and purpose, with its evidence (design note 2C)."""
+
+    # --- the gate ------------------------------------------------------------------------------
+
+    def has_consent(
+        self, contact: Contact, channel: str, purpose: str, *, at: dt.datetime | None = None
+    ) -> ConsentDecision:
+        """May we send ``purpose`` messages to ``contact`` on ``channel`` now?
+
+        Suppressed addresses get nothing, not even transactional messages. Transactional messages
+        need no opt-in (the order is the contract) but stop after a withdrawal on that channel
+        (SMS STOP blocks everything at the carrier anyway). Marketing needs a granted consent
+        (confirmed, when double opt-in applies) and no active pause.
+        """
+        _validate(channel, purpose)
+        at = at or timezone.now()
+        contact = _live(contact)
+        address = address_for(contact, channel)
+        if not address:
+            return ConsentDecision(False, "no_address")
+        suppression = Suppression.objects.filter(store_id=contact.store_id, channel=channel, address=address).first()
+        if suppression is not None:
+            return ConsentDecision(False, f"suppressed:{suppression.reason}")
+        state = ConsentState.objects.filter(contact=contact, channel=channel, purpose=purpose).first()
+        if purpose == Purpose.TRANSACTIONAL:
+            if state is not None and state.status == ConsentStatus.WITHDRAWN:
+                return ConsentDecision(False, "withdrawn")
+            return ConsentDecision(True, "contract")
+        if state is None:
+            return ConsentDecision(False, "no_consent")
+        if state.status == ConsentStatus.PENDING:
+            return ConsentDecision(False, "pending_confirmation")
+        if state.status == ConsentStatus.WITHDRAWN:
+            return ConsentDecision(False, "withdrawn")
+        paused = Preference.objects.filter(contact=contact, paused_until__gt=at).exists()
+        if paused:
+            return ConsentDecision(False, "paused")
+        return ConsentDecision(True, "consent")
+
+    # --- writing consent -----------------------------------------------------------------------
+
+    def grant_consent(
+        self,
+        contact: Contact,
+        channel: str,
+        purpose: str,
+        *,
+        source: str,
+        evidence: dict[str, Any] | None = None,
+        lawful_basis: str = LawfulBasis.CONSENT,
+        double_opt_in: bool = False,
+        occurred_at: dt.datetime | None = None,
+    ) -> ConsentEvent:
+        """Record consent. With ``double_opt_in`` the state stays pending until ``confirm_consent``."""
+        _validate(channel, purpose)
+        if lawful_basis not in LawfulBasis.values:
+            raise ValidationError(f"unknown lawful basis {lawful_basis!r}", code="invalid_lawful_basis")
+        action = Action.REQUEST if double_opt_in else Action.GRANT
+        status = ConsentStatus.PENDING if double_opt_in else ConsentStatus.GRANTED
+        return self._record(contact, channel, purpose, action, status, source, evidence, lawful_basis, occurred_at)
+
+    def confirmation_token(self, contact: Contact, channel: str, purpose: str) -> str:
+        return signing.TimestampSigner(salt=CONFIRM_SALT).sign_object(
+            {"c": contact.pk, "ch": channel, "p": purpose}, compress=True
+        )
+
+    def confirm_consent(self, token: str, *, evidence: dict[str, Any] | None = None) -> ConsentEvent:
+        """The double opt-in link was followed: pending becomes granted."""
+        data = self._unsign(token, CONFIRM_SALT, CONFIRM_LINK_AGE)
+        contact = Contact.objects.filter(pk=data["c"]).first()
+        if contact is None:
+            raise NotFound("this confirmation link points at nobody", code="contact_not_found")
+        state = ConsentState.objects.filter(contact=_live(contact), channel=data["ch"], purpose=data["p"]).first()
+        if state is None or state.status == ConsentStatus.WITHDRAWN:
+            raise ValidationError("there is no pending consent to confirm", code="nothing_to_confirm")
+        if state.status == ConsentStatus.GRANTED:
+            return state.last_event
+        return self._record(
+            contact, data["ch"], data["p"], Action.CONFIRM, ConsentStatus.GRANTED, "double_opt_in", evidence,
+            state.lawful_basis, None,
+        )  # fmt: skip
+
+    def withdraw_consent(
+        self,
+        contact: Contact,
+        channel: str,
+        purpose: str,
+        *,
+        source: str,
+        evidence: dict[str, Any] | None = None,
+        occurred_at: dt.datetime | None = None,
+    ) -> ConsentEvent:
+        _validate(channel, purpose)
+        basis = ConsentState.objects.filter(contact=_live(contact), channel=channel, purpose=purpose).values_list(
+            "lawful_basis", flat=True
+        ).first() or (LawfulBasis.CONTRACT if purpose == Purpose.TRANSACTIONAL else LawfulBasis.CONSENT)
+        return self._record(contact, channel, purpose, Action.WITHDRAW, ConsentStatus.WITHDRAWN, source, evidence,
+                            basis, occurred_at)  # fmt: skip
+
+    def _record(
+        self,
+        contact: Contact,
+        channel: str,
+        purpose: str,
+        action: str,
+        status: str,
+        source: str,
+        evidence: dict[str, Any] | None,
+        lawful_basis: str,
+        occurred_at: dt.datetime | None,
+    ) -> ConsentEvent:
+        contact = _live(contact)
+        when = occurred_at or timezone.now()
+        with transaction.atomic():
+            event = ConsentEvent.objects.create(
+                store_id=contact.store_id, contact=contact, channel=channel, purpose=purpose, action=action,
+                lawful_basis=lawful_basis, source=source[:50], evidence=evidence or {}, occurred_at=when,
+            )  # fmt: skip
+            state = ConsentState.objects.select_for_update().filter(contact=contact, channel=channel, purpose=purpose)
+            current = state.first()
+            # An event older than the state's last event is evidence, not news: keep the newer state.
+            if current is None or current.last_event.occurred_at <= when:
+                ConsentState.objects.update_or_create(
+                    contact=contact, channel=channel, purpose=purpose,
+                    defaults={"store_id": contact.store_id, "status": status, "lawful_basis": lawful_basis,
+                              "last_event": event, "updated_at": when},
+                )  # fmt: skip
+        return event
+
+    # --- links ---------------------------------------------------------------------------------
+
+    def generate_unsubscribe_link(
+        self, contact: Contact, channel: str = Channel.EMAIL, purpose: str = Purpose.MARKETING
+    ) -> str:
+        """A signed, tamper-proof link that unsubscribes without login; it expires after 60 days."""
+        _validate(channel, purpose)
+        token = signing.TimestampSigner(salt=UNSUBSCRIBE_SALT).sign_object(
+            {"c": contact.pk, "ch": channel, "p": purpose}, compress=True
+        )
+        return f"{settings.PUBLIC_URL}/u/{token}"
+
+    def read_unsubscribe_token(
+        self, token: str, *, max_age: dt.timedelta = DEFAULT_LINK_AGE
+    ) -> tuple[Contact, str, str]:
+        data = self._unsign(token, UNSUBSCRIBE_SALT, max_age)
+        contact = Contact.objects.filter(pk=data.get("c")).first()
+        if contact is None:
+            raise NotFound("this link points at nobody", code="contact_not_found")
+        _validate(data.get("ch", ""), data.get("p", ""))
+        return _live(contact), data["ch"], data["p"]
+
+    def unsubscribe(self, token: str, *, evidence: dict[str, Any] | None = None) -> ConsentEvent:
+        contact, channel, purpose = self.read_unsubscribe_token(token)
+        return self.withdraw_consent(contact, channel, purpose, source="unsubscribe_link", evidence=evidence)
+
+    @staticmethod
+    def _unsign(token: str, salt: str, max_age: dt.timedelta) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = signing.TimestampSigner(salt=salt).unsign_object(token, max_age=max_age)
+        except signing.SignatureExpired:
+            raise ValidationError("this link has expired; use the newest message's link", code="link_expired") from None
+        except signing.BadSignature:
+            raise ValidationError("this link is not valid", code="link_invalid") from None
+        return data
+
+    # --- suppression, keywords, preferences ----------------------------------------------------
+
+    def suppress(self, store_id: int, channel: str, address: str, reason: str, detail: str = "") -> bool:
+        """Add an address to the store's suppression list; returns False when already there."""
+        normalized = normalize_email(address) if channel == Channel.EMAIL else normalize_phone(address)
+        if not normalized:
+            raise ValidationError(f"not a valid {channel} address", code="invalid_address")
+        _, created = Suppression.objects.get_or_create(
+            store_id=store_id, channel=channel, address=normalized,
+            defaults={"reason": reason, "detail": detail[:500]},
+        )  # fmt: skip
+        return created
+
+    def handle_keyword(
+        self, store_id: int, channel: str, phone: str, keyword: str, *, evidence: dict[str, Any] | None = None
+    ) -> list[ConsentEvent]:
+        """SMS/WhatsApp STOP withdraws every purpose on the channel; START restores marketing."""
+        number = normalize_phone(phone)
+        if not number:
+            return []
+        events: list[ConsentEvent] = []
+        for contact in Contact.objects.filter(store_id=store_id, phone=number, merged_into__isnull=True):
+            if keyword == "stop":
+                for purpose in (Purpose.MARKETING, Purpose.TRANSACTIONAL):
+                    events.append(self.withdraw_consent(contact, channel, purpose, source=f"{channel}_keyword",
+                                                        evidence=evidence))  # fmt: skip
+            elif keyword == "start":
+                events.append(self.grant_consent(contact, channel, Purpose.MARKETING, source=f"{channel}_keyword",
+                                                 evidence=evidence))  # fmt: skip
+                events.append(self.grant_consent(contact, channel, Purpose.TRANSACTIONAL, source=f"{channel}_keyword",
+                                                 evidence=evidence, lawful_basis=LawfulBasis.CONTRACT))  # fmt: skip
+        return events
+
+    def set_preferences(
+        self, contact: Contact, *, frequency: str | None = None, paused_until: dt.datetime | None = None
+    ) -> Preference:
+        if frequency is not None and frequency not in Preference.Frequency.values:
+            raise ValidationError(f"frequency must be one of {Preference.Frequency.values}", code="invalid_frequency")
+        preference, _ = Preference.objects.get_or_create(contact=_live(contact))
+        if frequency is not None:
+            preference.frequency = frequency
+        preference.paused_until = paused_until
+        preference.save()
+        return preference
+
+    def history(self, contact: Contact) -> Iterable[ConsentEvent]:
+        return ConsentEvent.objects.filter(contact=_live(contact)).order_by("occurred_at", "id")
