@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import path
 
 from storeloop.config.api import api
+from storeloop.consent.views import preferences, unsubscribe
 from storeloop.inbox.views import woocommerce_webhook
 from storeloop.system.views import healthz, index
 
@@ -14,4 +15,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
     path("webhooks/woocommerce/<int:store_id>", woocommerce_webhook, name="woocommerce-webhook"),
+    path("u/<str:token>", unsubscribe, name="unsubscribe"),
+    path("preferences/<str:token>", preferences, name="preferences"),
 ]

@@ -135,7 +135,7 @@ class MessagingConsentManager:
     def confirm_consent(self, token: str, *, evidence: dict[str, Any] | None = None) -> ConsentEvent:
         """The double opt-in link was followed: pending becomes granted."""
         data = self._unsign(token, CONFIRM_SALT, CONFIRM_LINK_AGE)
-        contact = Contact.objects.filter(pk=data["c"]).first()
+        contact = Contact.objects.filter(pk=int(data.get("c") or 0)).first()
         if contact is None:
             raise NotFound("this confirmation link points at nobody", code="contact_not_found")
         state = ConsentState.objects.filter(contact=_live(contact), channel=data["ch"], purpose=data["p"]).first()
@@ -211,7 +211,7 @@ class MessagingConsentManager:
         self, token: str, *, max_age: dt.timedelta = DEFAULT_LINK_AGE
     ) -> tuple[Contact, str, str]:
         data = self._unsign(token, UNSUBSCRIBE_SALT, max_age)
-        contact = Contact.objects.filter(pk=data.get("c")).first()
+        contact = Contact.objects.filter(pk=int(data.get("c") or 0)).first()
         if contact is None:
             raise NotFound("this link points at nobody", code="contact_not_found")
         _validate(data.get("ch", ""), data.get("p", ""))

@@ -1,0 +1,76 @@
+"""Unsubscribe page, one-click POST and the preference center, through HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from storeloop.consent.models import ConsentEvent, Preference
+from storeloop.consent.services import MessagingConsentManager
+from storeloop.contacts.models import Contact
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def subscribed(store: Any) -> Contact:
+    contact = Contact.objects.create(store=store, email="ann@example.com", phone="+447700900123")
+    MessagingConsentManager().grant_consent(contact, "email", "marketing", source="checkout")
+    return contact
+
+
+def token_of(contact: Contact) -> str:
+    return MessagingConsentManager().generate_unsubscribe_link(contact).rsplit("/", 1)[1]
+
+
+def test_get_shows_the_question_and_changes_nothing(subscribed: Contact) -> None:
+    response = Client().get(f"/u/{token_of(subscribed)}")
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "Unsubscribe from marketing email?" in body
+    assert "ann@example.com" not in body  # masked
+    assert "a…@example.com" in body
+    assert MessagingConsentManager().has_consent(subscribed, "email", "marketing").allowed
+
+
+def test_one_click_post_unsubscribes_without_login_or_csrf(subscribed: Contact) -> None:
+    client = Client(enforce_csrf_checks=True)
+    response = client.post(
+        f"/u/{token_of(subscribed)}", "List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded"
+    )
+    assert response.status_code == 200
+    assert "You are unsubscribed" in response.content.decode()
+    assert MessagingConsentManager().has_consent(subscribed, "email", "marketing").reason == "withdrawn"
+    event = ConsentEvent.objects.filter(action="withdraw").get()
+    assert event.source == "unsubscribe_link"
+    assert event.evidence["ip"] == "127.0.0.1"
+
+
+def test_tampered_link_is_refused_and_changes_nothing(subscribed: Contact) -> None:
+    token = token_of(subscribed)
+    response = Client().post(f"/u/{token[:-3]}xyz")
+    assert response.status_code == 422
+    assert "not valid" in response.content.decode()
+    assert MessagingConsentManager().has_consent(subscribed, "email", "marketing").allowed
+
+
+def test_preference_center_changes_channels_frequency_and_pause(subscribed: Contact) -> None:
+    token = token_of(subscribed)
+    page = Client().get(f"/preferences/{token}")
+    assert page.status_code == 200
+    assert 'name="marketing_email" checked' in page.content.decode()
+    response = Client().post(
+        f"/preferences/{token}", {"marketing_sms": "on", "frequency": "weekly", "paused_until": "2030-01-01"}
+    )
+    assert response.status_code == 200
+    gate = MessagingConsentManager()
+    assert gate.has_consent(subscribed, "email", "marketing").reason == "withdrawn"
+    assert gate.has_consent(subscribed, "sms", "marketing").reason == "paused"
+    preference = Preference.objects.get(contact=subscribed)
+    assert (preference.frequency, preference.paused_until.date().isoformat()) == ("weekly", "2030-01-01")
+    assert set(ConsentEvent.objects.filter(source="preference_center").values_list("channel", "action")) == {
+        ("email", "withdraw"),
+        ("sms", "grant"),
+    }

@@ -1,0 +1,104 @@
+"""Unsubscribe page, RFC 8058 one-click POST, and the preference center. No login: the signed
+link is the credential, and it expires."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from storeloop.consent.models import Channel, ConsentState, ConsentStatus, Preference, Purpose
+from storeloop.consent.services import MessagingConsentManager, address_for
+from storeloop.core.errors import ApplicationError
+
+CHANNEL_LABELS = {Channel.EMAIL: "email", Channel.SMS: "text messages", Channel.WHATSAPP: "WhatsApp messages"}
+
+
+def _mask(address: str) -> str:
+    """Show enough to recognise the address, not enough to harvest it from a forwarded link."""
+    if "@" in address:
+        local, _, domain = address.partition("@")
+        return f"{local[:1]}…@{domain}"
+    return f"…{address[-4:]}" if address else ""
+
+
+def _evidence(request: HttpRequest) -> dict[str, Any]:
+    return {"ip": request.META.get("REMOTE_ADDR", ""), "user_agent": request.headers.get("User-Agent", "")[:300]}
+
+
+@csrf_exempt  # mail clients POST the one-click request without any session (RFC 8058)
+@require_http_methods(["GET", "POST"])
+def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
+    gate = MessagingConsentManager()
+    try:
+        contact, channel, purpose = gate.read_unsubscribe_token(token)
+    except ApplicationError as exc:
+        return render(request, "consent/unsubscribe.html", {"error": exc.message}, status=exc.status_code)
+    context = {
+        "address": _mask(address_for(contact, channel)),
+        "channel_label": CHANNEL_LABELS.get(Channel(channel), channel),
+        "purpose": "marketing" if purpose == Purpose.MARKETING else "service",
+        "preferences_url": f"/preferences/{token}",
+    }
+    if request.method == "POST":
+        gate.unsubscribe(token, evidence=_evidence(request))
+        return render(request, "consent/unsubscribe.html", {**context, "done": True})
+    return render(request, "consent/unsubscribe.html", context)
+
+
+@csrf_exempt  # the signed token authorises the change; there is no session to protect
+@require_http_methods(["GET", "POST"])
+def preferences(request: HttpRequest, token: str) -> HttpResponse:
+    gate = MessagingConsentManager()
+    try:
+        contact, channel, _ = gate.read_unsubscribe_token(token)
+    except ApplicationError as exc:
+        return render(request, "consent/preferences.html", {"error": exc.message}, status=exc.status_code)
+    saved = False
+    if request.method == "POST":
+        for option in Channel:
+            wanted = request.POST.get(f"marketing_{option.value}") == "on"
+            has = gate.has_consent(contact, option.value, Purpose.MARKETING).reason in ("consent", "paused")
+            if wanted and not has and address_for(contact, option.value):
+                gate.grant_consent(contact, option.value, Purpose.MARKETING, source="preference_center",
+                                   evidence=_evidence(request))  # fmt: skip
+            elif not wanted and has:
+                gate.withdraw_consent(contact, option.value, Purpose.MARKETING, source="preference_center",
+                                      evidence=_evidence(request))  # fmt: skip
+        paused_raw = request.POST.get("paused_until", "").strip()
+        try:
+            paused = dt.datetime.combine(dt.date.fromisoformat(paused_raw), dt.time(), dt.UTC) if paused_raw else None
+        except ValueError:
+            paused = None
+        gate.set_preferences(contact, frequency=request.POST.get("frequency") or None, paused_until=paused)
+        saved = True
+    states = dict(
+        ConsentState.objects.filter(contact=contact, purpose=Purpose.MARKETING).values_list("channel", "status")
+    )
+    preference = Preference.objects.filter(contact=contact).first()
+    return render(
+        request,
+        "consent/preferences.html",
+        {
+            "address": _mask(address_for(contact, channel)),
+            "saved": saved,
+            "channels": [
+                {
+                    "channel": c.value,
+                    "label": CHANNEL_LABELS[c].capitalize(),
+                    "granted": states.get(c.value) == ConsentStatus.GRANTED,
+                }
+                for c in Channel
+                if address_for(contact, c.value)
+            ],
+            "frequencies": Preference.Frequency.choices,
+            "frequency": preference.frequency if preference else Preference.Frequency.ANY,
+            "paused_until": preference.paused_until.date().isoformat()
+            if preference and preference.paused_until
+            else "",
+        },
+    )
