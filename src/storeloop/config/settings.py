@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "storeloop.crm",
     "storeloop.backfill",
     "storeloop.consent",
+    "storeloop.messaging",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,90 @@
+"""Jinja2 in a sandbox: parse, validate against declared variables, render, cache compiled.
+
+Templates are written by shop staff, so they run in ``ImmutableSandboxedEnvironment``: no
+attribute whose name starts with ``_``, no mutation of passed objects, no access to Python
+internals. Probes such as ``{{ ''.__class__ }}`` are rejected when the template is saved (static
+check of the syntax tree) and would raise ``SecurityError`` at render time anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2.exceptions import SecurityError, UndefinedError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+ALLOWED_ROOTS = frozenset({"contact", "order", "store", "custom"})
+# Always available, filled in by the sender: links every marketing message must carry.
+BUILTIN_NAMES = frozenset({"unsubscribe_url", "preferences_url"})
+
+
+class TemplateProblem(Exception):
+    """A template that cannot be saved or rendered; ``line`` points at the problem when known."""
+
+    def __init__(self, message: str, *, field: str, line: int | None = None) -> None:
+        where = f"{field}, line {line}" if line else field
+        super().__init__(f"{where}: {message}")
+        self.field = field
+        self.line = line
+        self.message = message
+
+
+def _env(autoescape: bool) -> ImmutableSandboxedEnvironment:
+    return ImmutableSandboxedEnvironment(autoescape=autoescape, undefined=StrictUndefined, trim_blocks=True)
+
+
+_TEXT_ENV = _env(False)
+_HTML_ENV = _env(True)
+
+
+def check_source(source: str, *, field: str, declared: frozenset[str], html: bool = False) -> None:
+    """Raise ``TemplateProblem`` for syntax errors, undeclared variables or private attribute use."""
+    env = _HTML_ENV if html else _TEXT_ENV
+    try:
+        tree = env.parse(source)
+    except TemplateSyntaxError as exc:
+        raise TemplateProblem(exc.message or "syntax error", field=field, line=exc.lineno) from None
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        name = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
+        if isinstance(name, str) and name.startswith("_"):
+            raise TemplateProblem(f"'{name}' is not allowed in templates", field=field, line=node.lineno)
+    assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    for node in tree.find_all(nodes.Name):
+        if node.ctx != "load" or node.name in assigned or node.name in BUILTIN_NAMES:
+            continue
+        if node.name not in declared:
+            allowed = ", ".join(sorted(declared | BUILTIN_NAMES)) or "none declared"
+            raise TemplateProblem(
+                f"unknown variable '{node.name}' (declared: {allowed})", field=field, line=node.lineno
+            )
+
+
+@lru_cache(maxsize=2048)
+def _compiled(source: str, html: bool) -> Any:
+    return (_HTML_ENV if html else _TEXT_ENV).from_string(source)
+
+
+def render(source: str, context: Mapping[str, Any], *, field: str, html: bool = False) -> str:
+    """Render with the compiled template cached by its source (versions are immutable)."""
+    if not source:
+        return ""
+    try:
+        return str(_compiled(source, html).render(**context))
+    except SecurityError as exc:
+        raise TemplateProblem(f"not allowed: {exc}", field=field) from None
+    except UndefinedError as exc:
+        raise TemplateProblem(f"missing value: {exc.message}", field=field) from None
+    except TemplateSyntaxError as exc:
+        raise TemplateProblem(exc.message or "syntax error", field=field, line=exc.lineno) from None
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+    wa_parameters: tuple[str, ...] = ()

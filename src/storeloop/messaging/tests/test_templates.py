@@ -1,0 +1,103 @@
+"""TemplateRepository: validation with line numbers, the sandbox, versions, rollback, rendering."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from storeloop.core.errors import NotFound, ValidationError
+from storeloop.messaging.models import MessageTemplate, TemplateVersion
+from storeloop.messaging.templates import TemplateRepository
+
+pytestmark = pytest.mark.django_db
+repo = TemplateRepository()
+
+
+def email(store: Any, **kw: Any) -> TemplateVersion:
+    fields = {"subject": "Order {{ order.number }}", "body_text": "Hi {{ contact.first_name }}",
+              "body_html": "<p>Hi {{ contact.first_name }}</p>"}  # fmt: skip
+    fields.update(kw)
+    return repo.save_template(store, "order-confirmation", "email", **fields)
+
+
+def test_render_escapes_html_but_not_text(store: Any) -> None:
+    version = email(store)
+    repo.publish(version)
+    out = repo.render_template(repo.get_template(store, "order-confirmation", "email"),
+                               {"contact": {"first_name": "<b>Zoë</b>"}, "order": {"number": "7"}, "store": {}})  # fmt: skip
+    assert out.subject == "Order 7"
+    assert out.text == "Hi <b>Zoë</b>"
+    assert out.html == "<p>Hi &lt;b&gt;Zoë&lt;/b&gt;</p>"
+
+
+@pytest.mark.parametrize(
+    ("source", "error"),
+    [
+        ("Hi {{ contact.first_name }\n", "body_text, line 1"),
+        ("line one\n{{ secret_sauce }}", "unknown variable 'secret_sauce'"),
+        ("{{ ''.__class__ }}", "'__class__' is not allowed"),
+        ("{{ ''.__class__.__mro__ }}", "is not allowed in templates"),
+        ("{{ contact._meta }}", "'_meta' is not allowed"),
+        ("{{ contact['__dict__'] }}", "'__dict__' is not allowed"),
+        ("{% for x in order.items %}{{ x }}{% endfor %}\n{{ custom.code }}", "unknown variable 'custom'"),
+    ],
+)
+def test_invalid_templates_are_refused_with_the_place(store: Any, source: str, error: str) -> None:
+    with pytest.raises(ValidationError) as exc:
+        email(store, body_text=source)
+    assert error in exc.value.message
+    assert exc.value.code == "invalid_template"
+    assert not TemplateVersion.objects.exists()
+
+
+def test_the_sandbox_stops_probes_at_render_time_too(store: Any) -> None:
+    version = email(store, body_text="{{ contact.first_name }}")
+    with pytest.raises(ValidationError) as exc:
+        repo.render_template(version, {"contact": {"first_name": "x"}.keys().__class__, "order": {}, "store": {}})
+    assert exc.value.code == "invalid_template"
+
+
+def test_versions_are_immutable_and_rollback_republishes(store: Any) -> None:
+    v1 = email(store, subject="First {{ order.number }}")
+    v2 = email(store, subject="Second {{ order.number }}")
+    assert (v1.number, v2.number) == (1, 2)
+    repo.publish(v2)
+    assert repo.get_template(store, "order-confirmation", "email") == v2
+    repo.publish(v1)  # rollback
+    assert repo.get_template(store, "order-confirmation", "email") == v1
+    v1.subject = "edited"
+    with pytest.raises(ValueError, match="immutable"):
+        v1.save()
+
+
+def test_locale_fallback_and_missing(store: Any, other_store: Any) -> None:
+    repo.publish(email(store))
+    assert repo.get_template(store, "order-confirmation", "email", "de-AT").number == 1
+    with pytest.raises(NotFound):
+        repo.get_template(other_store, "order-confirmation", "email")
+
+
+def test_sms_segment_limit_and_plain_text(store: Any) -> None:
+    ok = repo.save_template(store, "cod-code", "sms", body_text="Your code for order {{ order.number }} is 123456")
+    assert ok.number == 1
+    with pytest.raises(ValidationError) as long:
+        repo.save_template(store, "promo", "sms", body_text="Zoë 🎉 " * 80)
+    assert long.value.code == "sms_too_long"
+    with pytest.raises(ValidationError):
+        repo.save_template(store, "promo", "sms", body_text="x", body_html="<p>x</p>")
+
+
+def test_email_needs_a_subject_and_a_body(store: Any) -> None:
+    with pytest.raises(ValidationError):
+        email(store, subject="")
+    with pytest.raises(ValidationError):
+        email(store, body_text="", body_html="")
+    assert not MessageTemplate.objects.exists() or not TemplateVersion.objects.exists()
+
+
+def test_whatsapp_template_parameters_are_rendered(store: Any) -> None:
+    version = repo.save_template(store, "shipped", "whatsapp", body_text="Shipped {{ order.number }}",
+                                 wa_template_name="order_update", wa_language="en_US",
+                                 wa_parameters=["{{ contact.first_name }}", "{{ order.number }}"])  # fmt: skip
+    assert repo.preview(version).wa_parameters == ("Zoë", "1042")
