@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.db import models
@@ -56,3 +57,56 @@ class TemplateVersion(models.Model):
         if self.pk is not None:
             raise ValueError("template versions are immutable: save a new version instead")
         super().save(*args, **kwargs)
+
+
+class Message(models.Model):
+    """One message to one contact on one channel: the durable record the dispatcher works from.
+
+    ``dedupe_key`` is unique per store, so queueing the same logical message twice (a campaign
+    resumed, an automation retried, a double click) yields one row and one send.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        SENDING = "sending"  # an attempt was recorded and the provider called; outcome not yet known
+        SENT = "sent"
+        DELIVERED = "delivered"
+        READ = "read"
+        FAILED = "failed"
+        SUPPRESSED = "suppressed"  # the consent gate said no at send time
+        UNKNOWN = "unknown"  # the worker died mid-call and the provider cannot tell us: never resent
+        CANCELLED = "cancelled"
+
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="messages")
+    contact = models.ForeignKey("contacts.Contact", on_delete=models.CASCADE, related_name="messages")
+    channel = models.CharField(max_length=20, choices=Channel.choices)
+    purpose = models.CharField(max_length=20)
+    template = models.ForeignKey(TemplateVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    context = models.JSONField(default=dict, blank=True, help_text="Ids the template is rendered from")
+    dedupe_key = models.CharField(max_length=200)
+    idempotency_key = models.UUIDField(default=uuid.uuid4, editable=False)
+    campaign_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    priority = models.SmallIntegerField(default=0, help_text="Transactional 10, marketing 0")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    not_before = models.DateTimeField(help_text="Due time: schedule, back-off, quiet hours, caps")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    provider = models.CharField(max_length=30, blank=True, default="")
+    provider_message_id = models.CharField(max_length=200, blank=True, default="", db_index=True)
+    last_error = models.CharField(max_length=500, blank=True, default="")
+    reason = models.CharField(max_length=100, blank=True, default="", help_text="Why suppressed or delayed")
+    created_at = models.DateTimeField(auto_now_add=True)
+    attempted_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["store", "dedupe_key"], name="message_once")]
+        indexes = [
+            models.Index(fields=["status", "priority", "not_before"], name="msg_due_idx"),
+            models.Index(fields=["contact", "channel", "purpose", "sent_at"], name="msg_cap_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} message #{self.pk} ({self.status})"

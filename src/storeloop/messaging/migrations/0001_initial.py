@@ -5,58 +5,83 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('stores', '0001_initial'),
+        ("stores", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='MessageTemplate',
+            name="MessageTemplate",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('key', models.SlugField(help_text='e.g. order-confirmation', max_length=100)),
-                ('channel', models.CharField(choices=[('email', 'Email'), ('sms', 'Sms'), ('whatsapp', 'Whatsapp')], max_length=20)),
-                ('locale', models.CharField(default='en', max_length=10)),
-                ('description', models.CharField(blank=True, default='', max_length=300)),
-                ('store', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='message_templates', to='stores.store')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("key", models.SlugField(help_text="e.g. order-confirmation", max_length=100)),
+                (
+                    "channel",
+                    models.CharField(
+                        choices=[("email", "Email"), ("sms", "Sms"), ("whatsapp", "Whatsapp")], max_length=20
+                    ),
+                ),
+                ("locale", models.CharField(default="en", max_length=10)),
+                ("description", models.CharField(blank=True, default="", max_length=300)),
+                (
+                    "store",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="message_templates", to="stores.store"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='TemplateVersion',
+            name="TemplateVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField()),
-                ('variables', models.JSONField(default=list, help_text='Declared roots: contact, order, store, custom')),
-                ('subject', models.CharField(blank=True, default='', max_length=300)),
-                ('body_text', models.TextField(blank=True, default='')),
-                ('body_html', models.TextField(blank=True, default='')),
-                ('wa_template_name', models.CharField(blank=True, default='', max_length=200)),
-                ('wa_language', models.CharField(blank=True, default='', max_length=20)),
-                ('wa_parameters', models.JSONField(blank=True, default=list)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('created_by', models.CharField(blank=True, default='', max_length=150)),
-                ('template', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='versions', to='messaging.messagetemplate')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("number", models.PositiveIntegerField()),
+                (
+                    "variables",
+                    models.JSONField(default=list, help_text="Declared roots: contact, order, store, custom"),
+                ),
+                ("subject", models.CharField(blank=True, default="", max_length=300)),
+                ("body_text", models.TextField(blank=True, default="")),
+                ("body_html", models.TextField(blank=True, default="")),
+                ("wa_template_name", models.CharField(blank=True, default="", max_length=200)),
+                ("wa_language", models.CharField(blank=True, default="", max_length=20)),
+                ("wa_parameters", models.JSONField(blank=True, default=list)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("created_by", models.CharField(blank=True, default="", max_length=150)),
+                (
+                    "template",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="versions",
+                        to="messaging.messagetemplate",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['template', '-number'],
+                "ordering": ["template", "-number"],
             },
         ),
         migrations.AddField(
-            model_name='messagetemplate',
-            name='published',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='messaging.templateversion'),
+            model_name="messagetemplate",
+            name="published",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="messaging.templateversion",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='templateversion',
-            constraint=models.UniqueConstraint(fields=('template', 'number'), name='template_version_once'),
+            model_name="templateversion",
+            constraint=models.UniqueConstraint(fields=("template", "number"), name="template_version_once"),
         ),
         migrations.AddConstraint(
-            model_name='messagetemplate',
-            constraint=models.UniqueConstraint(fields=('store', 'key', 'channel', 'locale'), name='template_once'),
+            model_name="messagetemplate",
+            constraint=models.UniqueConstraint(fields=("store", "key", "channel", "locale"), name="template_once"),
         ),
     ]

@@ -24,8 +24,8 @@ def email(store: Any, **kw: Any) -> TemplateVersion:
 def test_render_escapes_html_but_not_text(store: Any) -> None:
     version = email(store)
     repo.publish(version)
-    out = repo.render_template(repo.get_template(store, "order-confirmation", "email"),
-                               {"contact": {"first_name": "<b>Zoë</b>"}, "order": {"number": "7"}, "store": {}})  # fmt: skip
+    context = {"contact": {"first_name": "<b>Zoë</b>"}, "order": {"number": "7"}, "store": {}}
+    out = repo.render_template(repo.get_template(store, "order-confirmation", "email"), context)
     assert out.subject == "Order 7"
     assert out.text == "Hi <b>Zoë</b>"
     assert out.html == "<p>Hi &lt;b&gt;Zoë&lt;/b&gt;</p>"

@@ -1,0 +1,53 @@
+"""``ChannelInterface``: what the dispatcher needs from email, SMS and WhatsApp (design note 2C)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+from storeloop.messaging.templating import Rendered
+
+
+class Outcome(enum.StrEnum):
+    SENT = "sent"
+    RETRY = "retry"  # transient: try again later
+    FAILED = "failed"  # terminal: recorded once, never retried
+    OPTED_OUT = "opted_out"  # terminal, and the provider says the person opted out: withdraw consent
+    UNDELIVERABLE = "undeliverable"  # terminal, and the address is bad: suppress it
+    UNKNOWN = "unknown"  # the provider may have accepted it; we cannot tell, so we never resend
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One message as the channel sees it: who, what, and our idempotency key."""
+
+    message_id: int
+    idempotency_key: str
+    to: str
+    rendered: Rendered
+    marketing: bool
+    unsubscribe_url: str = ""
+    window_open: bool = True  # WhatsApp: inside the 24-hour customer-service window
+
+
+@dataclass(frozen=True)
+class SendResult:
+    message_id: int
+    outcome: Outcome
+    provider_message_id: str = ""
+    error: str = ""
+    retry_after: float | None = None
+
+
+class ChannelInterface(Protocol):
+    name: str
+
+    def validate_message(self, envelope: Envelope) -> str | None:
+        """A reason this message cannot be sent on this channel, or None."""
+
+    def send_message(self, envelopes: list[Envelope]) -> list[SendResult]:
+        """Send a batch (the channel reuses connections); one result per envelope."""
+
+    def test_connection(self) -> None:
+        """Raise unless the provider accepts our credentials."""

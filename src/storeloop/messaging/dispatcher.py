@@ -1,0 +1,302 @@
+"""``MessageDispatcher``: durable, never-twice delivery of queued messages (design note 2C).
+
+Each message is a row. A worker claims due rows in a batch (``SKIP LOCKED`` on PostgreSQL), asks
+the consent gate *at send time*, applies marketing caps and quiet hours (which delay, never drop),
+renders, and records the attempt (status ``sending``) in a commit **before** calling the provider.
+Then the channel sends the batch. Outcomes are written back in bulk. A worker that dies after the
+attempt was recorded leaves rows in ``sending``; the reaper marks them ``unknown`` — never resent
+— unless the provider can tell us what happened. That trades a possible lost message in a crash
+window of milliseconds for the guarantee that nobody ever gets the same message twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from storeloop.consent.models import Channel, Preference, Purpose
+from storeloop.consent.services import MessagingConsentManager, address_for
+from storeloop.contacts.models import Contact
+from storeloop.core.errors import ValidationError
+from storeloop.messaging.channels.base import ChannelInterface, Envelope, Outcome, SendResult
+from storeloop.messaging.models import Message, TemplateVersion
+from storeloop.messaging.policies import QUIET_CHANNELS, next_allowed_by_cap, quiet_until, zone_for
+from storeloop.messaging.templates import TemplateRepository
+from storeloop.stores.models import Store
+
+logger = logging.getLogger("storeloop.dispatch")
+Status = Message.Status
+CLAIM = dt.timedelta(minutes=5)
+MAX_ATTEMPTS = 6
+PRIORITY = {Purpose.TRANSACTIONAL: 10, Purpose.MARKETING: 0}
+
+ChannelFactory = Callable[[Store, str], ChannelInterface]
+
+
+class MessageDispatcher:
+    def __init__(
+        self,
+        channel_factory: ChannelFactory,
+        *,
+        consent: MessagingConsentManager | None = None,
+        templates: TemplateRepository | None = None,
+        context_builder: Callable[[Message], dict[str, Any]] | None = None,
+        concurrency: int = 4,
+    ) -> None:
+        self.channel_factory = channel_factory
+        self.consent = consent or MessagingConsentManager()
+        self.templates = templates or TemplateRepository()
+        self.context_builder = context_builder or default_context
+        self.concurrency = concurrency
+
+    # --- queueing ------------------------------------------------------------------------------
+
+    def queue_message(
+        self,
+        *,
+        store: Store,
+        contact: Contact,
+        channel: str,
+        purpose: str,
+        template: TemplateVersion,
+        dedupe_key: str,
+        context: Mapping[str, Any] | None = None,
+        not_before: dt.datetime | None = None,
+        campaign_id: int | None = None,
+    ) -> Message:
+        """Queue one message; the same ``dedupe_key`` twice gives the one existing message."""
+        if channel not in Channel.values or purpose not in Purpose.values:
+            raise ValidationError("unknown channel or purpose", code="invalid_message")
+        if template.template.channel != channel:
+            raise ValidationError("the template is for another channel", code="template_channel_mismatch")
+        if contact.store_id != store.pk:
+            raise ValidationError("the contact belongs to another store", code="contact_not_found")
+        try:
+            with transaction.atomic():
+                return Message.objects.create(
+                    store=store, contact=contact, channel=channel, purpose=purpose, template=template,
+                    context=dict(context or {}), dedupe_key=dedupe_key[:200], campaign_id=campaign_id,
+                    priority=PRIORITY[Purpose(purpose)], not_before=not_before or timezone.now(),
+                )  # fmt: skip
+        except IntegrityError:
+            return Message.objects.get(store=store, dedupe_key=dedupe_key[:200])
+
+    # --- sending -------------------------------------------------------------------------------
+
+    def process_queue(self, *, batch_size: int = 500, channel: str | None = None) -> Counter[str]:
+        """Claim and send one batch of due messages; returns counts by outcome."""
+        ids = self._claim(batch_size, channel)
+        return self._process(ids) if ids else Counter()
+
+    def send_immediate(self, message_id: int) -> str:
+        """Send one queued message now (transactional paths); returns its new status."""
+        now = timezone.now()
+        with transaction.atomic():
+            claimed = Message.objects.filter(
+                Q(claimed_until__isnull=True) | Q(claimed_until__lt=now), pk=message_id, status=Status.QUEUED
+            ).update(claimed_until=now + CLAIM, not_before=now)
+        if claimed:
+            self._process([message_id])
+        return str(Message.objects.values_list("status", flat=True).get(pk=message_id))
+
+    def _claim(self, size: int, channel: str | None) -> list[int]:
+        now = timezone.now()
+        with transaction.atomic():
+            due = Message.objects.select_for_update(skip_locked=True).filter(
+                Q(claimed_until__isnull=True) | Q(claimed_until__lt=now), status=Status.QUEUED, not_before__lte=now
+            )
+            if channel:
+                due = due.filter(channel=channel)
+            ids = list(due.order_by("-priority", "not_before", "id").values_list("pk", flat=True)[:size])
+            Message.objects.filter(pk__in=ids).update(claimed_until=now + CLAIM)
+        return ids
+
+    def _process(self, ids: list[int]) -> Counter[str]:
+        now = timezone.now()
+        messages = list(
+            Message.objects.filter(pk__in=ids).select_related("contact", "template", "template__template", "store")
+        )
+        counts: Counter[str] = Counter()
+        ready: list[tuple[Message, Envelope]] = []
+        delayed: dict[int, tuple[dt.datetime, str]] = {}
+        closed: dict[int, tuple[str, str]] = {}  # id -> (status, reason)
+        last_sent = self._last_marketing_sends(messages)
+        preferences = dict(
+            Preference.objects.filter(contact_id__in={m.contact_id for m in messages}).values_list(
+                "contact_id", "frequency"
+            )
+        )
+        taken: set[tuple[int, str]] = set()  # one marketing message per contact and channel per batch
+        for message in messages:
+            decision = self.consent.has_consent(message.contact, message.channel, message.purpose, at=now)
+            if not decision.allowed:
+                closed[message.pk] = (Status.SUPPRESSED, decision.reason)
+                continue
+            if message.purpose == Purpose.MARKETING:
+                key = (message.contact_id, message.channel)
+                cap_until = next_allowed_by_cap(
+                    last_sent.get(key), message.channel, preferences.get(message.contact_id)
+                )
+                if key in taken and cap_until is None:
+                    cap_until = now + dt.timedelta(minutes=1)
+                if cap_until is not None and cap_until > now:
+                    delayed[message.pk] = (cap_until, "frequency_cap")
+                    continue
+                if message.channel in QUIET_CHANNELS:
+                    quiet_end = quiet_until(now, zone_for(message.contact.phone, message.contact.country))
+                    if quiet_end is not None:
+                        delayed[message.pk] = (quiet_end, "quiet_hours")
+                        continue
+                taken.add(key)
+            try:
+                rendered = self.templates.render_template(message.template, self.context_builder(message))  # type: ignore[arg-type]
+            except ValidationError as exc:
+                closed[message.pk] = (Status.FAILED, f"template: {exc.message}"[:100])
+                continue
+            unsubscribe = ""
+            if message.purpose == Purpose.MARKETING:
+                unsubscribe = self.consent.generate_unsubscribe_link(message.contact, message.channel, message.purpose)
+            ready.append((message, Envelope(
+                message_id=message.pk, idempotency_key=str(message.idempotency_key),
+                to=address_for(message.contact, message.channel), rendered=rendered,
+                marketing=message.purpose == Purpose.MARKETING, unsubscribe_url=unsubscribe,
+            )))  # fmt: skip
+        self._write_decisions(closed, delayed, counts)
+        if ready:
+            # The attempt is on record before any provider call: a crash from here on can never
+            # lead to a second send (see the module docstring).
+            with transaction.atomic():
+                Message.objects.filter(pk__in=[m.pk for m, _ in ready]).update(status=Status.SENDING, attempted_at=now)
+            results = self._send(ready)
+            self._write_results(ready, results, counts)
+        return counts
+
+    def _last_marketing_sends(self, messages: list[Message]) -> dict[tuple[int, str], dt.datetime]:
+        marketing = [m for m in messages if m.purpose == Purpose.MARKETING]
+        if not marketing:
+            return {}
+        rows = (
+            Message.objects.filter(
+                contact_id__in={m.contact_id for m in marketing}, purpose=Purpose.MARKETING, sent_at__isnull=False
+            )
+            .values("contact_id", "channel")
+            .annotate(last=Max("sent_at"))
+        )
+        return {(r["contact_id"], r["channel"]): r["last"] for r in rows}
+
+    def _send(self, ready: list[tuple[Message, Envelope]]) -> dict[int, SendResult]:
+        by_channel: dict[tuple[int, str], list[Envelope]] = defaultdict(list)
+        stores = {m.store_id: m.store for m, _ in ready}
+        for message, envelope in ready:
+            by_channel[(message.store_id, message.channel)].append(envelope)
+        results: dict[int, SendResult] = {}
+
+        def run(key: tuple[int, str], envelopes: list[Envelope]) -> list[SendResult]:
+            channel = self.channel_factory(stores[key[0]], key[1])
+            try:
+                return channel.send_message(envelopes)
+            except Exception as exc:  # a channel that blows up must not lose the batch's outcomes
+                logger.exception("channel %s failed a batch", key[1])
+                return [SendResult(e.message_id, Outcome.UNKNOWN, error=f"{type(exc).__name__}") for e in envelopes]
+
+        chunks = [(key, envs[i : i + 100]) for key, envs in by_channel.items() for i in range(0, len(envs), 100)]
+        with ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(chunks)))) as pool:
+            for batch in pool.map(lambda kv: run(*kv), chunks):
+                results.update((r.message_id, r) for r in batch)
+        return results
+
+    def _write_decisions(
+        self, closed: dict[int, tuple[str, str]], delayed: dict[int, tuple[dt.datetime, str]], counts: Counter[str]
+    ) -> None:
+        with transaction.atomic():
+            for pk, (status, reason) in closed.items():
+                Message.objects.filter(pk=pk).update(status=status, reason=reason, claimed_until=None)
+                counts[status] += 1
+            for pk, (when, reason) in delayed.items():
+                Message.objects.filter(pk=pk).update(not_before=when, reason=reason, claimed_until=None)
+                counts["delayed"] += 1
+
+    def _write_results(
+        self, ready: list[tuple[Message, Envelope]], results: dict[int, SendResult], counts: Counter[str]
+    ) -> None:
+        now = timezone.now()
+        grouped: dict[Outcome, list[tuple[Message, SendResult]]] = defaultdict(list)
+        for message, _ in ready:
+            result = results.get(message.pk) or SendResult(message.pk, Outcome.UNKNOWN, error="no result")
+            grouped[result.outcome].append((message, result))
+        with transaction.atomic():
+            for message, result in grouped[Outcome.SENT]:
+                Message.objects.filter(pk=message.pk).update(
+                    status=Status.SENT, sent_at=now, provider_message_id=result.provider_message_id[:200],
+                    attempts=message.attempts + 1, claimed_until=None, last_error="",
+                )  # fmt: skip
+            for message, result in grouped[Outcome.RETRY]:
+                attempts = message.attempts + 1
+                if attempts >= MAX_ATTEMPTS:
+                    Message.objects.filter(pk=message.pk).update(
+                        status=Status.FAILED, attempts=attempts, last_error=result.error[:500], claimed_until=None
+                    )
+                    continue
+                delay = max(result.retry_after or 0.0, random.uniform(0, 30 * 2 ** (attempts - 1)))
+                Message.objects.filter(pk=message.pk).update(
+                    status=Status.QUEUED, attempts=attempts, last_error=result.error[:500], claimed_until=None,
+                    not_before=now + dt.timedelta(seconds=delay),
+                )  # fmt: skip
+            for outcome in (Outcome.FAILED, Outcome.OPTED_OUT, Outcome.UNDELIVERABLE, Outcome.UNKNOWN):
+                for message, result in grouped[outcome]:
+                    status = Status.UNKNOWN if outcome == Outcome.UNKNOWN else Status.FAILED
+                    Message.objects.filter(pk=message.pk).update(
+                        status=status, attempts=message.attempts + 1, last_error=result.error[:500],
+                        reason=str(outcome), claimed_until=None,
+                    )  # fmt: skip
+                    self._consequences(message, outcome, result)
+        for outcome, rows in grouped.items():
+            counts[str(outcome)] += len(rows)
+
+    def _consequences(self, message: Message, outcome: Outcome, result: SendResult) -> None:
+        if outcome == Outcome.OPTED_OUT:
+            for purpose in (Purpose.MARKETING, Purpose.TRANSACTIONAL):
+                self.consent.withdraw_consent(message.contact, message.channel, purpose, source="provider_opt_out",
+                                              evidence={"provider_error": result.error[:200]})  # fmt: skip
+        elif outcome == Outcome.UNDELIVERABLE:
+            address = address_for(message.contact, message.channel)
+            if address:
+                self.consent.suppress(message.store_id, message.channel, address, "hard_bounce", result.error)
+
+
+def reap_stuck_sends(older_than: dt.timedelta = CLAIM) -> int:
+    """Rows left in ``sending`` by a dead worker become ``unknown``: never resent automatically."""
+    cutoff = timezone.now() - older_than
+    return Message.objects.filter(status=Status.SENDING, claimed_until__lt=cutoff).update(
+        status=Status.UNKNOWN, reason="worker lost during the provider call", claimed_until=None
+    )
+
+
+def default_context(message: Message) -> dict[str, Any]:
+    """What templates see: the contact, the store, the order named in the message's context."""
+    from storeloop.orders.models import Order
+
+    contact = message.contact
+    context: dict[str, Any] = {
+        "contact": {"first_name": contact.first_name, "last_name": contact.last_name, "email": contact.email,
+                    "phone": contact.phone, "country": contact.country},
+        "store": {"name": message.store.name, "url": message.store.url},
+        "custom": dict(message.context.get("custom") or {}),
+        "order": {},
+    }  # fmt: skip
+    order_id = message.context.get("order_id")
+    if order_id:
+        order = Order.objects.filter(store_id=message.store_id, pk=order_id).first()
+        if order is not None:
+            context["order"] = {"number": order.number or str(order.external_id), "total": str(order.total),
+                                "currency": order.currency, "status": order.status}  # fmt: skip
+    return context

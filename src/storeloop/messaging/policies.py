@@ -1,0 +1,71 @@
+"""When a marketing message may go out: frequency caps and quiet hours in the recipient's zone.
+
+Both delay (move ``not_before``), never drop: the message still goes, later.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+import phonenumbers
+from phonenumbers import timezone as phone_timezone
+
+from storeloop.consent.models import Channel, Preference
+
+# Klaviyo's defaults: one marketing email per 16 h, one SMS per 24 h (WhatsApp like SMS).
+DEFAULT_CAPS = {
+    Channel.EMAIL: dt.timedelta(hours=16),
+    Channel.SMS: dt.timedelta(hours=24),
+    Channel.WHATSAPP: dt.timedelta(hours=24),
+}
+FREQUENCY_CAPS = {
+    Preference.Frequency.WEEKLY: dt.timedelta(days=7),
+    Preference.Frequency.MONTHLY: dt.timedelta(days=30),
+}
+QUIET_START = dt.time(21, 0)
+QUIET_END = dt.time(8, 0)
+QUIET_CHANNELS = frozenset({Channel.SMS, Channel.WHATSAPP})
+
+
+def cap_for(channel: str, frequency: str | None) -> dt.timedelta:
+    base = DEFAULT_CAPS[Channel(channel)]
+    extra = FREQUENCY_CAPS.get(frequency) if frequency else None  # type: ignore[call-overload]
+    return max(base, extra) if extra else base
+
+
+def next_allowed_by_cap(last_sent: dt.datetime | None, channel: str, frequency: str | None) -> dt.datetime | None:
+    """``None`` when the cap allows sending now-ish; otherwise the earliest time it allows."""
+    if last_sent is None:
+        return None
+    return last_sent + cap_for(channel, frequency)
+
+
+@lru_cache(maxsize=4096)
+def zone_for(phone: str, country: str) -> ZoneInfo:
+    """The recipient's time zone: from the phone number, else the country, else UTC."""
+    candidates: tuple[str, ...] = ()
+    if phone:
+        try:
+            candidates = tuple(phone_timezone.time_zones_for_number(phonenumbers.parse(phone, None)))
+        except phonenumbers.NumberParseException:
+            candidates = ()
+    if (not candidates or candidates[0] == "Etc/Unknown") and country:
+        example = phonenumbers.example_number(country.upper())
+        if example is not None:
+            candidates = tuple(phone_timezone.time_zones_for_number(example))
+    for name in candidates:
+        if name != "Etc/Unknown":
+            return ZoneInfo(name)
+    return ZoneInfo("UTC")
+
+
+def quiet_until(now: dt.datetime, zone: ZoneInfo) -> dt.datetime | None:
+    """If it is quiet time (21:00–08:00) where the recipient is, when it ends (UTC); else None."""
+    local = now.astimezone(zone)
+    clock = local.time()
+    if QUIET_END <= clock < QUIET_START:
+        return None
+    day = local.date() if clock < QUIET_END else local.date() + dt.timedelta(days=1)
+    return dt.datetime.combine(day, QUIET_END, tzinfo=zone).astimezone(dt.UTC)

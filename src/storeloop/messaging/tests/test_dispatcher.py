@@ -1,0 +1,213 @@
+"""MessageDispatcher rules through its public methods, with a recording channel (the port)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from typing import Any
+
+import pytest
+import time_machine
+
+from storeloop.consent.services import MessagingConsentManager
+from storeloop.contacts.models import Contact
+from storeloop.messaging.channels.base import Envelope, Outcome, SendResult
+from storeloop.messaging.dispatcher import MessageDispatcher, reap_stuck_sends
+from storeloop.messaging.models import Message
+from storeloop.messaging.templates import TemplateRepository
+
+pytestmark = pytest.mark.django_db
+NOON = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
+
+
+class RecordingChannel:
+    """Records every envelope it is asked to send; answers with scripted outcomes."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.sent: list[Envelope] = []
+        self.script: list[Outcome] = []
+
+    def validate_message(self, envelope: Envelope) -> str | None:
+        return None
+
+    def send_message(self, envelopes: list[Envelope]) -> list[SendResult]:
+        out = []
+        for envelope in envelopes:
+            outcome = self.script.pop(0) if self.script else Outcome.SENT
+            if outcome == Outcome.SENT:
+                self.sent.append(envelope)
+            out.append(SendResult(envelope.message_id, outcome, provider_message_id=f"p-{envelope.message_id}",
+                                  error="" if outcome == Outcome.SENT else "provider said no"))  # fmt: skip
+        return out
+
+    def test_connection(self) -> None:
+        return None
+
+
+@pytest.fixture
+def channels() -> dict[str, RecordingChannel]:
+    return {name: RecordingChannel(name) for name in ("email", "sms", "whatsapp")}
+
+
+@pytest.fixture
+def dispatcher(channels: dict[str, RecordingChannel]) -> MessageDispatcher:
+    return MessageDispatcher(lambda store, channel: channels[channel])
+
+
+@pytest.fixture
+def contact(store: Any) -> Contact:
+    return Contact.objects.create(store=store, email="ann@example.com", phone="+4930123456", first_name="Ann",
+                                  country="DE")  # fmt: skip
+
+
+def template(store: Any, channel: str = "email") -> Any:
+    repo = TemplateRepository()
+    if channel == "email":
+        version = repo.save_template(store, "news", "email", subject="Hi {{ contact.first_name }}", body_text="News")
+    else:
+        version = repo.save_template(store, f"news-{channel}", channel, body_text="News for {{ contact.first_name }}")
+    repo.publish(version)
+    return version
+
+
+def queue(dispatcher: MessageDispatcher, store: Any, contact: Contact, purpose: str, key: str, channel: str = "email",
+          version: Any = None) -> Message:  # fmt: skip
+    return dispatcher.queue_message(store=store, contact=contact, channel=channel, purpose=purpose,
+                                    template=version or template(store, channel), dedupe_key=key)  # fmt: skip
+
+
+def grant(contact: Contact, channel: str = "email") -> None:
+    MessagingConsentManager().grant_consent(contact, channel, "marketing", source="checkout")
+
+
+@time_machine.travel(NOON, tick=False)
+def test_a_message_is_sent_once_even_if_queued_and_processed_twice(
+    dispatcher: MessageDispatcher, channels: dict[str, RecordingChannel], store: Any, contact: Contact
+) -> None:
+    first = queue(dispatcher, store, contact, "transactional", "order-1-confirmation")
+    again = queue(dispatcher, store, contact, "transactional", "order-1-confirmation")
+    assert first.pk == again.pk
+    assert dispatcher.process_queue() == Counter({"sent": 1})
+    assert dispatcher.process_queue() == Counter()
+    assert [e.rendered.subject for e in channels["email"].sent] == ["Hi Ann"]
+    message = Message.objects.get()
+    assert (message.status, message.provider_message_id, message.attempts) == ("sent", f"p-{message.pk}", 1)
+
+
+@time_machine.travel(NOON, tick=False)
+def test_consent_is_checked_at_send_time(
+    dispatcher: MessageDispatcher, channels: dict[str, RecordingChannel], store: Any, contact: Contact
+) -> None:
+    grant(contact)
+    queue(dispatcher, store, contact, "marketing", "campaign-1")
+    MessagingConsentManager().withdraw_consent(contact, "email", "marketing", source="preference_center")
+    assert dispatcher.process_queue() == Counter({"suppressed": 1})
+    assert channels["email"].sent == []
+    assert Message.objects.get().reason == "withdrawn"
+
+
+@time_machine.travel(NOON, tick=False)
+def test_transactional_goes_before_marketing(
+    dispatcher: MessageDispatcher, channels: dict[str, RecordingChannel], store: Any, contact: Contact, make_store: Any
+) -> None:
+    grant(contact)
+    queue(dispatcher, store, contact, "marketing", "m1")
+    queue(dispatcher, store, contact, "transactional", "t1")
+    dispatcher.process_queue(batch_size=1)
+    assert Message.objects.get(dedupe_key="t1").status == "sent"
+    assert Message.objects.get(dedupe_key="m1").status == "queued"
+
+
+@time_machine.travel(NOON, tick=False)
+def test_frequency_cap_delays_the_second_marketing_email(
+    dispatcher: MessageDispatcher, channels: dict[str, RecordingChannel], store: Any, contact: Contact
+) -> None:
+    grant(contact)
+    version = template(store)
+    queue(dispatcher, store, contact, "marketing", "m1", version=version)
+    queue(dispatcher, store, contact, "marketing", "m2", version=version)
+    counts = dispatcher.process_queue()
+    assert counts == Counter({"sent": 1, "delayed": 1})
+    delayed = Message.objects.get(status="queued")
+    assert delayed.reason == "frequency_cap"
+    dispatcher.process_queue()
+    assert len(channels["email"].sent) == 1
+    with time_machine.travel(NOON + dt.timedelta(hours=16, minutes=1), tick=False):
+        assert dispatcher.process_queue() == Counter({"sent": 1})
+
+
+def test_quiet_hours_in_the_recipients_zone_delay_sms_marketing(
+    dispatcher: MessageDispatcher, channels: dict[str, RecordingChannel], store: Any, contact: Contact
+) -> None:
+    grant(contact, "sms")
+    with time_machine.travel(dt.datetime(2026, 6, 1, 20, 30, tzinfo=dt.UTC), tick=False):  # 22:30 in Berlin
+        queue(dispatcher, store, contact, "marketing", "sms-1", channel="sms")
+        assert dispatcher.process_queue() == Counter({"delayed": 1})
+        message = Message.objects.get()
+        assert message.reason == "quiet_hours"
+        assert message.not_before == dt.datetime(2026, 6, 2, 6, 0, tzinfo=dt.UTC)  # 08:00 Berlin
+        queue(dispatcher, store, contact, "transactional", "sms-cod", channel="sms")
+        assert dispatcher.process_queue() == Counter({"sent": 1})  # transactional is not held back
+    with time_machine.travel(dt.datetime(2026, 6, 2, 6, 1, tzinfo=dt.UTC), tick=False):
+        assert dispatcher.process_queue() == Counter({"sent": 1})
+
+
+@time_machine.travel(NOON, tick=False)
+def test_transient_failures_retry_and_terminal_ones_are_recorded_once(
+    dispatcher: MessageDispatcher, channels: dict[str, RecordingChannel], store: Any, contact: Contact
+) -> None:
+    channels["email"].script = [Outcome.RETRY]
+    queue(dispatcher, store, contact, "transactional", "t1")
+    assert dispatcher.process_queue() == Counter({"retry": 1})
+    message = Message.objects.get()
+    assert (message.status, message.attempts) == ("queued", 1)
+    with time_machine.travel(NOON + dt.timedelta(hours=1), tick=False):
+        assert dispatcher.process_queue() == Counter({"sent": 1})
+    channels["email"].script = [Outcome.FAILED]
+    queue(dispatcher, store, contact, "transactional", "t2")
+    assert dispatcher.process_queue() == Counter({"failed": 1})
+    with time_machine.travel(NOON + dt.timedelta(days=1), tick=False):
+        assert dispatcher.process_queue() == Counter()
+
+
+@time_machine.travel(NOON, tick=False)
+def test_provider_opt_out_withdraws_consent_and_undeliverable_suppresses(
+    dispatcher: MessageDispatcher, channels: dict[str, RecordingChannel], store: Any, contact: Contact
+) -> None:
+    grant(contact, "sms")
+    channels["sms"].script = [Outcome.OPTED_OUT]
+    queue(dispatcher, store, contact, "marketing", "s1", channel="sms")
+    dispatcher.process_queue()
+    gate = MessagingConsentManager()
+    assert gate.has_consent(contact, "sms", "marketing").reason == "withdrawn"
+    channels["email"].script = [Outcome.UNDELIVERABLE]
+    queue(dispatcher, store, contact, "transactional", "e1")
+    dispatcher.process_queue()
+    assert gate.has_consent(contact, "email", "transactional").reason == "suppressed:hard_bounce"
+
+
+@time_machine.travel(NOON, tick=False)
+def test_a_worker_lost_mid_call_never_resends(
+    dispatcher: MessageDispatcher, channels: dict[str, RecordingChannel], store: Any, contact: Contact
+) -> None:
+    message = queue(dispatcher, store, contact, "transactional", "t1")
+    # The attempt was recorded and the provider called, then the worker died before writing back.
+    Message.objects.filter(pk=message.pk).update(status="sending", claimed_until=NOON - dt.timedelta(minutes=10))
+    assert reap_stuck_sends() == 1
+    assert Message.objects.get().status == "unknown"
+    assert dispatcher.process_queue() == Counter()
+    assert channels["email"].sent == []
+
+
+@time_machine.travel(NOON, tick=False)
+def test_marketing_carries_a_working_unsubscribe_link(
+    dispatcher: MessageDispatcher, channels: dict[str, RecordingChannel], store: Any, contact: Contact
+) -> None:
+    grant(contact)
+    queue(dispatcher, store, contact, "marketing", "m1")
+    dispatcher.process_queue()
+    link = channels["email"].sent[0].unsubscribe_url
+    assert "/u/" in link
+    MessagingConsentManager().unsubscribe(link.rsplit("/", 1)[1])
+    assert MessagingConsentManager().has_consent(contact, "email", "marketing").reason == "withdrawn"
