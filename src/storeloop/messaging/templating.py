@@ -49,7 +49,7 @@ def check_source(source: str, *, field: str, declared: frozenset[str], html: boo
     except TemplateSyntaxError as exc:
         raise TemplateProblem(exc.message or "syntax error", field=field, line=exc.lineno) from None
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        name = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
+        name = node.attr if isinstance(node, nodes.Getattr) else getattr(getattr(node, "arg", None), "value", None)
         if isinstance(name, str) and name.startswith("_"):
             raise TemplateProblem(f"'{name}' is not allowed in templates", field=field, line=node.lineno)
     assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
