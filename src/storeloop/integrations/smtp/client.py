@@ -1,0 +1,413 @@
+"""SMTP submission: ``SmtpSender`` sends ``EmailMessageSpec`` over one reused connection.
+
+Pure Python (stdlib ``smtplib``), no Django. One connection per sender, opened lazily, kept open
+between messages and calls (``close()`` or the context manager ends it). A sender is safe to share
+between threads (a lock serialises use) but sends one message at a time; use one per worker.
+
+Transactions are driven command by command (MAIL, RCPT, DATA, content, final reply) instead of
+``smtplib.sendmail`` so we know *where* a failure happened:
+
+- before the message content was completely written (stale pooled connection, 421 "closing",
+  reset while writing), the server cannot have accepted it: the sender reconnects and tries once
+  more, transparently;
+- after the content and its terminating dot were written but before the final reply arrived
+  (timeout, reset), the server may have queued it: ``SmtpTransientError(maybe_delivered=True)``,
+  never retried here.
+
+"Never twice" over SMTP. SMTP has no idempotency key and servers do not deduplicate, so the
+guarantee is narrower than with an HTTP API:
+
+- *Guaranteed*: this module never re-sends a message on its own after the server may have taken
+  it; every send of one ``message_id_local`` carries the identical ``Message-ID`` (derived from our
+  id, not random), so duplicates are recognisable downstream (receiving MTAs and mailbox providers
+  such as Gmail collapse identical Message-IDs in many cases; our bounce/complaint handling keys on it).
+- *Not guaranteed*: the window between the server writing the message to its queue and its 250
+  reasserting it to us. A crash of our worker, or a lost connection, in that window leaves the
+  outcome unknown; the task engine retries the transient error and the recipient may get a second
+  copy (same Message-ID). The caller decides: ``maybe_delivered`` tells it this happened, e.g. to
+  give up on marketing mail instead of retrying, and to record the attempt *before* sending so a
+  crash is detectable. The window is one server round trip (milliseconds) per message.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import smtplib
+import ssl
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Literal
+
+from storeloop.core.ports import RateLimiter
+
+from .errors import (
+    SmtpAuthError,
+    SmtpConfigError,
+    SmtpError,
+    SmtpInvalidMessage,
+    SmtpTransientError,
+    Stage,
+    error_from_reply,
+    is_throttle,
+    scrub,
+)
+from .message import EmailMessageSpec, build_mime, envelope_sender, message_id_for, normalize_address, serialize
+
+__all__ = ["SecurityMode", "SendResult", "SmtpConfig", "SmtpSender"]
+
+logger = logging.getLogger("storeloop.integrations.smtp")
+
+SecurityMode = Literal["starttls", "tls", "none"]
+_LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
+# After these failures there is no point trying the rest of a batch on this sender.
+_CONNECTION_STAGES = frozenset({"connect", "ehlo", "starttls", "auth"})
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    """How to reach the relay.
+
+    ``security``: ``"starttls"`` (port 587; upgrade required, never falls back to plain text),
+    ``"tls"`` (implicit TLS, port 465) or ``"none"`` (loopback relays only when credentials are
+    set: a password is never sent in clear over a network). ``ssl_context`` defaults to the system
+    trust store with host name checking. ``message_id_domain`` defaults to the From domain.
+    ``max_messages_per_connection`` makes the sender reconnect proactively (many relays cap it).
+    ``throttle_backoff`` is what the limiter is told to wait after a throttling reply (421/454).
+    """
+
+    host: str
+    port: int = 587
+    security: SecurityMode = "starttls"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout: float = 30.0
+    local_hostname: str | None = None
+    ssl_context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
+    message_id_domain: str | None = None
+    max_messages_per_connection: int | None = None
+    throttle_backoff: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.security not in ("starttls", "tls", "none"):
+            raise ValueError("security must be 'starttls', 'tls' or 'none'")
+        if not self.host or not 0 < self.port < 65536:
+            raise ValueError("host and a port in 1..65535 are required")
+        if self.timeout <= 0:
+            raise ValueError("timeout must be positive")
+        if self.max_messages_per_connection is not None and self.max_messages_per_connection < 1:
+            raise ValueError("max_messages_per_connection must be at least 1")
+        if self.security == "none" and self.username and not _is_loopback(self.host):
+            raise ValueError("refusing to send SMTP credentials without TLS to a non-loopback host")
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """The server took the message: ``message_id`` (``<id@domain>``), ``response`` its final reply
+    (scrubbed; usually carries the relay's queue id, worth storing for support requests)."""
+
+    message_id: str
+    accepted: bool
+    response: str
+
+
+class _Reconnect(Exception):
+    """Internal: the attempt failed before the server could have accepted the message."""
+
+    def __init__(self, error: SmtpError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class SmtpSender:
+    """Sends messages through one relay, reusing one connection (see the module docstring)."""
+
+    def __init__(self, config: SmtpConfig, *, limiter: RateLimiter | None = None) -> None:
+        self.config = config
+        self._limiter = limiter
+        self._conn: smtplib.SMTP | None = None
+        self._sent_on_conn = 0
+        self._lock = threading.RLock()
+        self.connections_opened = 0  # how many connections this sender has opened (tests, metrics)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> SmtpSender:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """QUIT politely and close; the next send opens a new connection."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is None:
+                return
+            try:
+                conn.quit()
+            except (smtplib.SMTPException, OSError):
+                pass  # the connection is going away either way
+            finally:
+                conn.close()
+
+    def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def test_connection(self) -> None:
+        """Connect, EHLO, STARTTLS/TLS, AUTH, NOOP and RSET on a fresh connection; raises ``SmtpError``.
+
+        The connection stays open for the next send.
+        """
+        with self._lock:
+            self.close()
+            conn = self._connection()
+            try:
+                for command in ("noop", "rset"):
+                    code, text = conn.docmd(command)
+                    if code != 250:
+                        raise error_from_reply(code, text, stage="noop")
+            except smtplib.SMTPServerDisconnected as exc:
+                self._discard()
+                raise SmtpTransientError(f"connection lost: {exc}", stage="noop") from exc
+            except SmtpError:
+                self._discard()
+                raise
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def send(self, spec: EmailMessageSpec) -> SendResult:
+        """Send one message; raises ``SmtpTransientError`` / ``SmtpTerminalError`` subclasses."""
+        outcome = self._deliver(spec)
+        if isinstance(outcome, SmtpError):
+            raise outcome
+        return outcome
+
+    def send_many(self, specs: Iterable[EmailMessageSpec]) -> list[SendResult | SmtpError]:
+        """Send each message on the shared connection; one result per spec, in order.
+
+        A refused recipient fails only its own message. A failure to connect, negotiate TLS or
+        authenticate stops the batch: the remaining specs get a copy of that error (not attempted).
+        """
+        results: list[SendResult | SmtpError] = []
+        fatal: SmtpError | None = None
+        for spec in specs:
+            if fatal is not None:
+                results.append(self._not_attempted(fatal, spec))
+                continue
+            outcome = self._deliver(spec)
+            results.append(outcome)
+            if isinstance(outcome, SmtpAuthError | SmtpConfigError) or (
+                isinstance(outcome, SmtpError) and outcome.stage in _CONNECTION_STAGES
+            ):
+                fatal = outcome
+        return results
+
+    def _not_attempted(self, error: SmtpError, spec: EmailMessageSpec) -> SmtpError:
+        """A copy of the error that stopped the batch, for a message that was never tried."""
+        message = f"not attempted: {error.message}"
+        copy: SmtpError
+        if isinstance(error, SmtpTransientError):
+            copy = SmtpTransientError(
+                message, code=error.code, enhanced_status=error.enhanced_status, stage=error.stage
+            )
+            copy.retry_after = error.retry_after
+        else:
+            copy = type(error)(message, code=error.code, enhanced_status=error.enhanced_status, stage=error.stage)
+        try:
+            copy.message_id = message_id_for(spec.message_id_local, self._domain_for(spec))
+        except ValueError:
+            copy.message_id = None
+        return copy
+
+    def _domain_for(self, spec: EmailMessageSpec) -> str:
+        if self.config.message_id_domain:
+            return self.config.message_id_domain
+        return normalize_address(spec.from_addr, field_name="from_addr").rpartition("@")[2]
+
+    def _deliver(self, spec: EmailMessageSpec) -> SendResult | SmtpError:
+        try:
+            mime = build_mime(spec, self._domain_for(spec))
+            sender = envelope_sender(spec)
+            recipient = normalize_address(spec.to_addr, field_name="to_addr")
+        except ValueError as exc:
+            return SmtpInvalidMessage(str(exc), stage="message")
+        message_id = str(mime["Message-ID"])
+        payload = _dot_stuff(serialize(mime))
+        with self._lock:
+            error: SmtpError
+            for attempt in (1, 2):
+                if self._limiter is not None:
+                    self._limiter.acquire()
+                try:
+                    conn = self._connection()
+                    code, text = self._transaction(conn, sender, recipient, payload)
+                except _Reconnect as retry:
+                    self._discard()
+                    error = retry.error
+                    self._note_throttle(error)
+                    if attempt == 1:
+                        logger.info("smtp: reconnecting after %s message_id=%s", error, message_id)
+                        continue
+                except SmtpError as exc:
+                    error = exc
+                    self._note_throttle(error)
+                else:
+                    self._sent_on_conn += 1
+                    response = scrub(f"{code} {text}")
+                    logger.debug("smtp: accepted message_id=%s response=%s", message_id, response)
+                    return SendResult(message_id=message_id, accepted=True, response=response)
+                break
+        error.message_id = message_id
+        logger.info("smtp: not sent message_id=%s: %s", message_id, error)
+        return error
+
+    def _note_throttle(self, error: SmtpError) -> None:
+        if isinstance(error, SmtpTransientError) and error.code is not None and is_throttle(error.code, error.message):
+            error.retry_after = self.config.throttle_backoff
+            if self._limiter is not None:
+                self._limiter.penalize(self.config.throttle_backoff)
+
+    def _transaction(self, conn: smtplib.SMTP, sender: str, recipient: str, payload: bytes) -> tuple[int, str]:
+        """MAIL, RCPT, DATA, content, final reply. Raises ``_Reconnect`` or ``SmtpError``."""
+        stage: Stage = "mail"
+        content_sent = False
+        try:
+            options = [f"SIZE={len(payload)}"] if conn.has_extn("size") else []
+            code, reply = conn.mail(sender, options)
+            if code == 250:
+                stage = "rcpt"
+                code, reply = conn.rcpt(recipient)
+            if code in (250, 251):
+                stage = "data"
+                code, reply = conn.docmd("data")
+            if code == 354:
+                conn.send(payload)
+                content_sent = True
+                code, reply = conn.getreply()
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            self._discard()  # whatever state the connection is in, it cannot carry another message
+            if content_sent:
+                raise SmtpTransientError(
+                    f"connection lost awaiting the final reply, the server may have queued the message: {exc}",
+                    stage="data",
+                    maybe_delivered=True,
+                ) from exc
+            # The terminating dot was not (completely) written, so nothing can have been accepted.
+            raise _Reconnect(SmtpTransientError(f"connection lost: {exc}", stage=stage)) from exc
+        if content_sent and code == 250:
+            return code, reply.decode("utf-8", "replace")
+        # A refusal, or a 250 where 354 was due (protocol violation, mapped to transient).
+        error = error_from_reply(code, reply, stage=stage)
+        if code == 421:
+            # "Service closing": the server refused this transaction and is hanging up.
+            raise _Reconnect(error)
+        self._reset(conn)
+        raise error
+
+    def _reset(self, conn: smtplib.SMTP) -> None:
+        """RSET after a refused transaction so the connection can carry the next one."""
+        try:
+            code, _ = conn.docmd("rset")
+        except (smtplib.SMTPServerDisconnected, OSError):
+            code = 0
+        if code != 250:
+            self._discard()
+
+    # -- connecting --------------------------------------------------------------------------
+
+    def _connection(self) -> smtplib.SMTP:
+        limit = self.config.max_messages_per_connection
+        if self._conn is not None and limit is not None and self._sent_on_conn >= limit:
+            self.close()
+        if self._conn is None:
+            self._conn = self._open()
+            self._sent_on_conn = 0
+            self.connections_opened += 1
+        return self._conn
+
+    def _open(self) -> smtplib.SMTP:
+        cfg = self.config
+        # Loading the system trust store costs ~100 ms: only when TLS is actually used.
+        context = cfg.ssl_context or (ssl.create_default_context() if cfg.security != "none" else None)
+        stage: Stage = "connect"
+        conn: smtplib.SMTP | None = None
+        try:
+            if cfg.security == "tls":
+                conn = smtplib.SMTP_SSL(
+                    cfg.host, cfg.port, local_hostname=cfg.local_hostname, timeout=cfg.timeout, context=context
+                )
+            else:
+                conn = smtplib.SMTP(cfg.host, cfg.port, local_hostname=cfg.local_hostname, timeout=cfg.timeout)
+            stage = "ehlo"
+            _expect(conn.ehlo(), 250, "ehlo")
+            if cfg.security == "starttls":
+                stage = "starttls"
+                if not conn.has_extn("starttls"):
+                    raise SmtpConfigError("the server does not offer STARTTLS; refusing to send in clear", stage=stage)
+                _expect(conn.starttls(context=context), 220, "starttls")
+                stage = "ehlo"
+                _expect(conn.ehlo(), 250, "ehlo")
+            if cfg.username:
+                stage = "auth"
+                if not conn.has_extn("auth"):
+                    raise SmtpAuthError("the server offers no AUTH (credentials are configured)", stage=stage)
+                conn.login(cfg.username, cfg.password or "")
+        except SmtpError:
+            if conn is not None:
+                conn.close()
+            raise
+        except Exception as exc:
+            if conn is not None:
+                conn.close()
+            raise _map_connect_error(exc, stage) from exc
+        logger.debug("smtp: connected host=%s port=%s security=%s", cfg.host, cfg.port, cfg.security)
+        return conn
+
+
+def _expect(reply: tuple[int, bytes], code: int, stage: Stage) -> None:
+    if reply[0] != code:
+        raise error_from_reply(reply[0], reply[1], stage=stage)
+
+
+def _map_connect_error(exc: Exception, stage: Stage) -> SmtpError:
+    """Map what ``smtplib``/``ssl``/sockets raise while connecting onto the error tree."""
+    if isinstance(exc, smtplib.SMTPResponseException):  # bad greeting, auth refused (535) …
+        return error_from_reply(exc.smtp_code, exc.smtp_error, stage=stage)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return SmtpConfigError(f"TLS certificate not trusted: {exc.verify_message}", stage=stage)
+    if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError | ssl.SSLSyscallError):
+        return SmtpTransientError(f"TLS connection dropped: {exc}", stage=stage)
+    if isinstance(exc, ssl.SSLError):
+        return SmtpConfigError(f"TLS handshake failed (TLS vs STARTTLS port?): {exc}", stage=stage)
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return SmtpAuthError(f"not supported by the server: {exc}", stage=stage)
+    if isinstance(exc, smtplib.SMTPServerDisconnected | OSError):
+        return SmtpTransientError(f"cannot reach the SMTP server: {exc}", stage=stage)
+    if stage == "auth":  # "No suitable authentication method found."
+        return SmtpAuthError(str(exc), stage=stage)
+    return SmtpTransientError(f"SMTP failure: {exc}", stage=stage)
+
+
+def _dot_stuff(payload: bytes) -> bytes:
+    """RFC 5321 4.5.2 transparency plus the terminating ``.``: lines starting with '.' get one more."""
+    payload = _LEADING_DOT.sub(b"..", payload)
+    if not payload.endswith(b"\r\n"):
+        payload += b"\r\n"
+    return payload + b".\r\n"

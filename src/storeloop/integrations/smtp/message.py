@@ -1,0 +1,256 @@
+"""What Storeloop sends by e-mail (``EmailMessageSpec``) and its MIME form (``build_mime``).
+
+Choices and why:
+
+- Bodies are UTF-8 and quoted-printable, so the wire form is 7-bit clean: no dependence on the
+  relay offering 8BITMIME or SMTPUTF8. Addresses must therefore be ASCII; an internationalised
+  domain is converted to its IDNA (``xn--``) form, a non-ASCII local part is refused.
+- ``Message-ID`` is ``<{message_id_local}@{domain}>``, derived from *our* id and nothing else. A
+  resend of the same message (a retry after a crash or an ambiguous disconnect) carries the same
+  Message-ID, so a receiver, a relay or our bounce handling can recognise it as the same mail.
+- Marketing mail carries RFC 2369/8058 one-click unsubscribe. RFC 8058 needs an https URI (mail
+  clients ignore ``List-Unsubscribe-Post`` when only ``mailto:`` is offered), so marketing mail
+  without one is refused here rather than sent non-compliant. Transactional mail never carries
+  these headers (an unsubscribe link on a receipt would be wrong), even if the spec has links.
+- ``List-Unsubscribe`` is written on one line. Python's folding would turn a long URL into RFC 2047
+  encoded-words (which breaks it), and re-folding after DKIM signing breaks the signature.
+- Every header value is checked for CR/LF/NUL: header injection is refused with ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import policy as email_policy
+from email.headerregistry import Address, BaseHeader, HeaderRegistry, UnstructuredHeader
+from email.message import EmailMessage
+from email.policy import EmailPolicy
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+__all__ = ["EmailMessageSpec", "build_mime", "envelope_sender", "message_id_for", "serialize"]
+
+_LOCAL = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DOMAIN = rf"{_LABEL}(?:\.{_LABEL})*"
+_ADDRESS_RE = re.compile(rf"({_LOCAL})@({_DOMAIN})")
+_DOMAIN_RE = re.compile(_DOMAIN)
+_LOCAL_RE = re.compile(_LOCAL)
+_HEADER_NAME_RE = re.compile(r"[!-9;-~]+")  # printable ASCII except ':' (RFC 5322 ftext)
+_FORBIDDEN_CHARS = ("\r", "\n", "\x00")
+_MAX_HEADER_LINE = 998  # RFC 5322 2.1.1
+
+# Headers build_mime owns; an "extra" header must not replace or duplicate them.
+_RESERVED = frozenset(
+    {
+        "bcc",
+        "cc",
+        "content-transfer-encoding",
+        "content-type",
+        "date",
+        "from",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+        "message-id",
+        "mime-version",
+        "reply-to",
+        "return-path",
+        "sender",
+        "subject",
+        "to",
+    }
+)
+
+
+class _OneLineHeader(UnstructuredHeader):
+    """A header written exactly as given, on one line (never folded, never RFC 2047-encoded)."""
+
+    max_count = 1
+
+    @classmethod
+    def parse(cls, value: str, kwds: dict[str, Any]) -> None:
+        # The value is our own ASCII; do not decode "=?...?=" sequences a URL might contain.
+        kwds["parse_tree"] = cls.value_parser(value)
+        kwds["decoded"] = value
+
+    def fold(self, *, policy: Any) -> str:
+        # ``name`` comes from BaseHeader, which the registry mixes in when it builds the class.
+        return f"{self.name}: {self}{policy.linesep}"  # type: ignore[attr-defined]
+
+
+def _make_policy() -> EmailPolicy[EmailMessage]:
+    registry = HeaderRegistry()
+    one_line = cast("type[BaseHeader]", _OneLineHeader)  # the registry mixes BaseHeader in itself
+    registry.map_to_type("list-unsubscribe", one_line)
+    registry.map_to_type("list-unsubscribe-post", one_line)
+    return email_policy.SMTP.clone(header_factory=registry)
+
+
+# SMTP policy: CRLF line endings, 78-column folding with RFC 2047 for non-ASCII text.
+POLICY = _make_policy()
+
+
+def _check_header_value(name: str, value: str) -> None:
+    if any(c in value for c in _FORBIDDEN_CHARS):
+        raise ValueError(f"{name} must not contain CR, LF or NUL characters (header injection)")
+
+
+def normalize_address(value: str, *, field_name: str) -> str:
+    """An ASCII addr-spec (``local@domain``): IDNA-encodes a non-ASCII domain, refuses the rest.
+
+    The error names the field but never repeats the address (personal data ends up in logs).
+    """
+    _check_header_value(field_name, value)
+    value = value.strip()
+    local, sep, domain = value.rpartition("@")
+    if not sep or not local or not domain:
+        raise ValueError(f"{field_name} is not an e-mail address (expected local@domain)")
+    if not local.isascii():
+        raise ValueError(f"{field_name} has a non-ASCII local part, which needs SMTPUTF8 (not used)")
+    if not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise ValueError(f"{field_name} has a domain that cannot be IDNA-encoded") from exc
+    addr = f"{local}@{domain.lower()}"
+    if len(addr) > 254 or not _ADDRESS_RE.fullmatch(addr):
+        raise ValueError(f"{field_name} is not a valid e-mail address")
+    return addr
+
+
+def _check_https_url(url: str) -> None:
+    _check_header_value("unsubscribe_url", url)
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "https" or not parts.hostname:
+        raise ValueError("unsubscribe_url must be an absolute https:// URL (RFC 8058)")
+    if any(c.isspace() or c in "<>" for c in url) or not url.isascii():
+        raise ValueError("unsubscribe_url must be ASCII without spaces or angle brackets (percent-encode them)")
+
+
+def _mailto_uri(value: str) -> str:
+    _check_header_value("unsubscribe_mailto", value)
+    uri = value if value.lower().startswith("mailto:") else f"mailto:{value}"
+    if any(c.isspace() or c in "<>" for c in uri) or not uri.isascii():
+        raise ValueError("unsubscribe_mailto must be ASCII without spaces or angle brackets")
+    address = uri[len("mailto:") :].partition("?")[0]
+    normalize_address(address, field_name="unsubscribe_mailto")
+    return uri
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmailMessageSpec:
+    """One e-mail to one recipient. Validated on construction (``ValueError`` says what is wrong).
+
+    ``message_id_local`` is our message id (the idempotency key); it must be a dot-atom (letters,
+    digits, ``-``, ``_``, ``.`` …) because it becomes the left part of ``Message-ID``.
+    ``return_path`` is the envelope sender (``MAIL FROM``, later ``Return-Path``): a bounce mailbox
+    you control, optionally VERP-encoded; it defaults to ``from_addr``.
+    """
+
+    from_addr: str
+    to_addr: str
+    subject: str
+    text: str
+    message_id_local: str
+    from_name: str | None = None
+    to_name: str | None = None
+    html: str | None = None
+    reply_to: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict, hash=False)  # keeps specs hashable
+    marketing: bool = False
+    unsubscribe_url: str | None = None
+    unsubscribe_mailto: str | None = None
+    return_path: str | None = None
+
+    def __post_init__(self) -> None:
+        normalize_address(self.from_addr, field_name="from_addr")
+        normalize_address(self.to_addr, field_name="to_addr")
+        if self.reply_to is not None:
+            normalize_address(self.reply_to, field_name="reply_to")
+        if self.return_path is not None:
+            normalize_address(self.return_path, field_name="return_path")
+        for name in ("subject", "from_name", "to_name"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_header_value(name, value)
+        if not self.message_id_local or len(self.message_id_local) > 200:
+            raise ValueError("message_id_local must be 1-200 characters")
+        if not _LOCAL_RE.fullmatch(self.message_id_local):
+            raise ValueError("message_id_local must be a dot-atom (letters, digits, -_.+= …; no spaces or @)")
+        for key, value in self.headers.items():
+            if not _HEADER_NAME_RE.fullmatch(key):
+                raise ValueError("extra header names must be printable ASCII without ':' or spaces")
+            if key.lower() in _RESERVED:
+                raise ValueError(f"extra header {key!r} is set by build_mime and cannot be overridden")
+            _check_header_value(f"header {key!r}", value)
+        if self.marketing:
+            if not self.unsubscribe_url:
+                raise ValueError("marketing mail needs an https unsubscribe_url (RFC 8058 one-click)")
+            self._list_unsubscribe()  # validates both links
+
+    def _list_unsubscribe(self) -> str:
+        assert self.unsubscribe_url is not None
+        _check_https_url(self.unsubscribe_url)
+        links = [f"<{self.unsubscribe_url}>"]
+        if self.unsubscribe_mailto:
+            links.append(f"<{_mailto_uri(self.unsubscribe_mailto)}>")
+        value = ", ".join(links)
+        if len("List-Unsubscribe: ") + len(value) > _MAX_HEADER_LINE:
+            raise ValueError("unsubscribe links are too long for one header line (998 characters)")
+        return value
+
+
+def message_id_for(message_id_local: str, domain: str) -> str:
+    """``<local@domain>``: the same inputs always give the same Message-ID (resends are recognisable)."""
+    domain = domain.strip().lower()
+    if not domain.isascii():
+        domain = domain.encode("idna").decode("ascii")
+    if not _DOMAIN_RE.fullmatch(domain):
+        raise ValueError("Message-ID domain must be a host name such as mail.example.com")
+    if not _LOCAL_RE.fullmatch(message_id_local):
+        raise ValueError("message_id_local must be a dot-atom")
+    return f"<{message_id_local}@{domain}>"
+
+
+def _address(display_name: str | None, addr: str, field_name: str) -> Address:
+    return Address(display_name=display_name or "", addr_spec=normalize_address(addr, field_name=field_name))
+
+
+def build_mime(spec: EmailMessageSpec, domain: str, *, date: datetime | None = None) -> EmailMessage:
+    """The MIME message for ``spec``; ``domain`` is the right part of its Message-ID.
+
+    text only -> ``text/plain``; text + html -> ``multipart/alternative`` (plain first, so clients
+    that prefer the last alternative they understand show the HTML). ``date`` defaults to now (UTC).
+    """
+    msg = EmailMessage(policy=POLICY)
+    msg["From"] = _address(spec.from_name, spec.from_addr, "from_addr")
+    msg["To"] = _address(spec.to_name, spec.to_addr, "to_addr")
+    if spec.reply_to:
+        msg["Reply-To"] = _address(None, spec.reply_to, "reply_to")
+    msg["Subject"] = spec.subject
+    msg["Date"] = (date or datetime.now(UTC)).astimezone(UTC)  # written as "…, 01 May 2025 12:00:00 +0000"
+    msg["Message-ID"] = message_id_for(spec.message_id_local, domain)
+    for key, value in spec.headers.items():
+        msg[key] = value
+    if spec.marketing:
+        msg["List-Unsubscribe"] = spec._list_unsubscribe()
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    # Explicit quoted-printable: the default would pick 8bit for non-ASCII text.
+    msg.set_content(spec.text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    if spec.html is not None:
+        msg.add_alternative(spec.html, subtype="html", charset="utf-8", cte="quoted-printable")
+        for part in msg.iter_parts():
+            del part["MIME-Version"]  # add_alternative stamps it on the new part; it belongs on top only
+    return msg
+
+
+def serialize(msg: EmailMessage) -> bytes:
+    """The message as sent on the wire (CRLF line endings, 7-bit), before SMTP dot-stuffing."""
+    return msg.as_bytes(policy=POLICY)
+
+
+def envelope_sender(spec: EmailMessageSpec) -> str:
+    """``MAIL FROM`` for ``spec``: ``return_path`` when set, else ``from_addr``."""
+    return normalize_address(spec.return_path or spec.from_addr, field_name="return_path")
