@@ -192,6 +192,11 @@ def merge_contacts(*, store: Store, source_id: int, target_id: int, reason: str,
         moved_orders = Order.objects.filter(store=store, contact=source).update(contact=target)
         source.merged_into = target
         source.save(update_fields=["merged_into", "updated_at"])
+        from storeloop.metrics.services import OrderMetricsUpdater  # orders moved: recount both sides
+
+        updater = OrderMetricsUpdater()
+        updater.update_contact_metrics(source.pk)
+        updater.update_contact_metrics(target.pk)
         return ContactMerge.objects.create(
             store=store,
             source=source,

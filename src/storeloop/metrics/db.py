@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.db import connection
@@ -29,6 +30,29 @@ def lock_store(store_id: int, *, exclusive: bool) -> None:
         cursor.execute(f"SELECT {function}(%s, %s)", [_LOCK_NAMESPACE, store_id])
 
 
+@contextlib.contextmanager
+def bulk_page_cache(kib: int = 262_144) -> Iterator[None]:
+    """SQLite: a page cache big enough for a whole store's rebuild, for its duration only.
+
+    The default (2 MiB) makes every insert into an index kept in another order than the rows
+    arrive in a page miss, and every miss a page written again to the WAL: the rebuild of a
+    1,000,000-order store then runs several times slower. The cache only grows as pages are
+    used, and the connection's own setting is put back afterwards.
+    """
+    if connection.vendor != "sqlite":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA cache_size")
+        previous = int(cursor.fetchone()[0])
+        cursor.execute(f"PRAGMA cache_size = {-int(kib)}")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"PRAGMA cache_size = {previous}")
+
+
 def lock_contacts(contact_ids: Iterable[int]) -> None:
     """Serialise updates of the same contact: each one reads its contributions, then applies deltas."""
     ids = sorted(contact_ids)
@@ -50,14 +74,12 @@ def as_date(value: Any) -> dt.date:
 
 def as_datetime(value: Any) -> dt.datetime:
     """A UTC timestamp as read back by a raw cursor (SQLite: naive text; PostgreSQL: aware)."""
-    if not isinstance(value, dt.datetime):
-        parsed = parse_datetime(str(value))
-        if parsed is None:
-            raise ValueError(f"not a datetime: {value!r}")
-        value = parsed
-    if value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC)
+    parsed = value if isinstance(value, dt.datetime) else parse_datetime(str(value))
+    if parsed is None:
+        raise ValueError(f"not a datetime: {value!r}")
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC)
 
 
 def db_date(value: dt.date) -> Any:

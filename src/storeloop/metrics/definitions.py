@@ -83,9 +83,7 @@ _GRID_ROWS: dict[int, tuple[str, str, str, str, str]] = {
     1: (LOST, HIBERNATING, AT_RISK, AT_RISK, CANT_LOSE),
 }
 
-SEGMENT_GRID: dict[tuple[int, int], str] = {
-    (r, fm): row[fm - 1] for r, row in _GRID_ROWS.items() for fm in range(1, 6)
-}
+SEGMENT_GRID: dict[tuple[int, int], str] = {(r, fm): row[fm - 1] for r, row in _GRID_ROWS.items() for fm in range(1, 6)}
 
 
 def fm_score(f: int, m: int) -> int:

@@ -26,7 +26,6 @@ from typing import Any, NamedTuple
 from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
 
-from storeloop.contacts.models import Contact
 from storeloop.metrics import sql
 from storeloop.metrics.db import as_date, as_datetime, db_date, db_datetime, lock_contacts, lock_store
 from storeloop.orders.models import Order
@@ -43,7 +42,8 @@ class OcRow(NamedTuple):
     refunds_e4: int
 
 
-class OpcRow(NamedTuple):
+class OlcRow(NamedTuple):
+    line_id: int
     order_id: int
     store_id: int
     contact_id: int | None
@@ -62,11 +62,11 @@ def _oc_rows(cursor: CursorWrapper, query: str, params: Sequence[Any]) -> list[O
     ]
 
 
-def _opc_rows(cursor: CursorWrapper, query: str, params: Sequence[Any]) -> list[OpcRow]:
+def _olc_rows(cursor: CursorWrapper, query: str, params: Sequence[Any]) -> list[OlcRow]:
     cursor.execute(query, params)
     return sorted(
-        OpcRow(int(o), int(s), None if c is None else int(c), int(p), cur, int(u), int(v), int(r))
-        for o, s, c, p, cur, u, v, r in cursor.fetchall()
+        OlcRow(int(i), int(o), int(s), None if c is None else int(c), int(p), cur, int(u), int(v), int(r))
+        for i, o, s, c, p, cur, u, v, r in cursor.fetchall()
     )
 
 
@@ -75,22 +75,24 @@ class _Deltas:
     """Pending increments of daily and product rows, keyed like their unique constraints."""
 
     daily: defaultdict[tuple[Any, str], list[int]] = field(default_factory=lambda: defaultdict(lambda: [0] * 5))
-    products: defaultdict[tuple[int, str], list[int]] = field(
-        default_factory=lambda: defaultdict(lambda: [0] * 6)
-    )
+    products: defaultdict[tuple[int, str], list[int]] = field(default_factory=lambda: defaultdict(lambda: [0] * 6))
 
-    def order(self, oc: Iterable[OcRow], opc: Iterable[OpcRow], sign: int) -> None:
+    def order(self, oc: Iterable[OcRow], olc: Iterable[OlcRow], sign: int) -> None:
         for row in oc:
             vec = self.daily[(row.day, row.currency)]
             vec[0] += sign
             vec[1] += sign * row.gross_e4
             vec[2] += sign * row.refunds_e4
-        for p in opc:
-            vec = self.products[(p.product_external_id, p.currency)]
-            vec[0] += sign
-            vec[1] += sign * p.units
-            vec[2] += sign * p.revenue_e4
-            vec[3] += sign * p.refunds_e4
+        products: set[tuple[int, str]] = set()
+        for line in olc:
+            key = (line.product_external_id, line.currency)
+            vec = self.products[key]
+            if key not in products:  # an order counts once per product, whatever its lines
+                products.add(key)
+                vec[0] += sign
+            vec[1] += sign * line.units
+            vec[2] += sign * line.revenue_e4
+            vec[3] += sign * line.refunds_e4
 
     def contact(self, before: _ContactState, after: _ContactState) -> None:
         old_days, new_days = before.day_flags(), after.day_flags()
@@ -123,10 +125,10 @@ class _ContactState:
     products: dict[tuple[int, str], int]  # (product, currency) -> orders of it
 
     @classmethod
-    def read(cls, cursor: CursorWrapper, contact_id: int) -> _ContactState:
-        cursor.execute(sql.CONTACT_DAYS, [contact_id])
+    def read(cls, cursor: CursorWrapper, store_id: int, contact_id: int) -> _ContactState:
+        cursor.execute(sql.CONTACT_DAYS, [store_id, contact_id])
         days = frozenset((cur, as_date(day)) for cur, day in cursor.fetchall())
-        cursor.execute(sql.CONTACT_PRODUCTS, [contact_id])
+        cursor.execute(sql.CONTACT_PRODUCTS, [store_id, contact_id])
         products = {(int(p), cur): int(n) for p, cur, n in cursor.fetchall()}
         return cls(days, products)
 
@@ -139,9 +141,9 @@ class _ContactState:
         return {(day, cur): (1, 0) if day == first[cur] else (0, 1) for cur, day in self.days}
 
 
-def rebuild_contact_metrics(cursor: CursorWrapper, contact_id: int) -> None:
-    cursor.execute(f"DELETE FROM {sql.CM} WHERE contact_id = %s", [contact_id])  # noqa: S608
-    cursor.execute(sql.contact_metrics_insert("oc.contact_id = %s"), [contact_id])
+def rebuild_contact_metrics(cursor: CursorWrapper, store_id: int, contact_id: int) -> None:
+    cursor.execute(sql.CM_DELETE_CONTACT, [store_id, contact_id])
+    cursor.execute(sql.contact_metrics_insert(sql.CONTACT_SCOPE), [store_id, contact_id])
 
 
 def _oc_params(row: OcRow) -> tuple[Any, ...]:
@@ -153,50 +155,40 @@ def update_order(order_id: int) -> None:
     with transaction.atomic(savepoint=False):
         current = Order.objects.select_for_update().filter(pk=order_id).values_list("store_id").first()
         if current is None:
-            return  # never mirrored, or removed with its contributions (CASCADE)
+            return  # never mirrored: nothing was counted
         store_id = current[0]
         lock_store(store_id, exclusive=False)
         with connection.cursor() as cursor:
-            old_oc = _oc_rows(cursor, f"SELECT {sql.OC_COLUMNS} FROM {sql.OC} WHERE order_id = %s", [order_id])  # noqa: S608
+            old_oc = _oc_rows(cursor, sql.OC_OF_ORDER, [order_id])
             new_oc = _oc_rows(cursor, sql.order_contribution_select(connection, "o.id = %s"), [order_id])
-            old_opc = _opc_rows(
-                cursor,
-                f"SELECT {sql.OPC_COLUMNS} FROM {sql.OPC} WHERE order_id = %s",  # noqa: S608
-                [order_id],
+            old_olc = _olc_rows(cursor, sql.OLC_OF_ORDER, [order_id])
+            new_olc = _olc_rows(
+                cursor, sql.line_contribution_select(sql.one_order_contribution(connection), "1 = 1"), [order_id]
             )
-            new_opc = _opc_rows(cursor, sql.product_contribution_select("o.id = %s"), [order_id])
-            if old_oc == new_oc and old_opc == new_opc:
+            if old_oc == new_oc and old_olc == new_olc:
                 return  # a duplicate, or a change no figure depends on
-            contacts = sorted(
-                {r.contact_id for r in (*old_oc, *new_oc)} | {r.contact_id for r in (*old_opc, *new_opc)}
-                - {None}
-            )
+            rows: list[OcRow | OlcRow] = [*old_oc, *new_oc, *old_olc, *new_olc]
+            contacts = sorted({r.contact_id for r in rows if r.contact_id is not None})
             lock_contacts(contacts)
-            before = {c: _ContactState.read(cursor, c) for c in contacts}
+            before = {c: _ContactState.read(cursor, store_id, c) for c in contacts}
             deltas = _Deltas()
-            deltas.order(old_oc, old_opc, -1)
-            deltas.order(new_oc, new_opc, +1)
+            deltas.order(old_oc, old_olc, -1)
+            deltas.order(new_oc, new_olc, +1)
             if old_oc != new_oc:
-                cursor.execute(f"DELETE FROM {sql.OC} WHERE order_id = %s", [order_id])  # noqa: S608
+                cursor.execute(sql.OC_DELETE_ORDER, [order_id])
                 if new_oc:
-                    cursor.executemany(
-                        f"INSERT INTO {sql.OC} ({sql.OC_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",  # noqa: S608
-                        [_oc_params(r) for r in new_oc],
-                    )
-            if old_opc != new_opc:
-                cursor.execute(f"DELETE FROM {sql.OPC} WHERE order_id = %s", [order_id])  # noqa: S608
-                if new_opc:
-                    cursor.executemany(
-                        f"INSERT INTO {sql.OPC} ({sql.OPC_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",  # noqa: S608
-                        new_opc,
-                    )
+                    cursor.executemany(sql.OC_INSERT_VALUES, [_oc_params(r) for r in new_oc])
+            if old_olc != new_olc:
+                cursor.execute(sql.OLC_DELETE_ORDER, [order_id])
+                if new_olc:
+                    cursor.executemany(sql.OLC_INSERT_VALUES, new_olc)
             for contact_id in contacts:
-                deltas.contact(before[contact_id], _ContactState.read(cursor, contact_id))
-                rebuild_contact_metrics(cursor, contact_id)
+                deltas.contact(before[contact_id], _ContactState.read(cursor, store_id, contact_id))
+                rebuild_contact_metrics(cursor, store_id, contact_id)
             deltas.apply(cursor, store_id)
 
 
-def update_contact(contact_id: int) -> None:
+def update_contact(store_id: int, contact_id: int) -> None:
     """Re-run ``update_order`` for every order the contact has now or was last counted with.
 
     For changes that move orders without an order event: a merge (orders move to the survivor)
@@ -204,19 +196,11 @@ def update_contact(contact_id: int) -> None:
     """
     with transaction.atomic(savepoint=False):
         with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT id FROM {sql.ORDERS} WHERE contact_id = %s "  # noqa: S608
-                f"UNION SELECT order_id FROM {sql.OC} WHERE contact_id = %s "
-                f"UNION SELECT order_id FROM {sql.OPC} WHERE contact_id = %s",
-                [contact_id, contact_id, contact_id],
-            )
+            cursor.execute(sql.ORDERS_OF_CONTACT, [contact_id, store_id, contact_id])
             order_ids = sorted(int(row[0]) for row in cursor.fetchall())
         for order_id in order_ids:
             update_order(order_id)
-        store = Contact.objects.filter(pk=contact_id).values_list("store_id").first()
-        if store is None:
-            return
-        lock_store(store[0], exclusive=False)
+        lock_store(store_id, exclusive=False)
         lock_contacts([contact_id])
         with connection.cursor() as cursor:
-            rebuild_contact_metrics(cursor, contact_id)
+            rebuild_contact_metrics(cursor, store_id, contact_id)

@@ -8,14 +8,16 @@ currency; no row mixes two.
 
 Two kinds of tables:
 
-* contributions (``OrderContribution``, ``OrderProductContribution``): what each counted order
-  last contributed, one row per order and per (order, product). The incremental path diffs an
-  order's new contribution against the stored one and applies the difference to the aggregates.
+* contributions (``OrderContribution``, ``OrderLineContribution``): what each counted order
+  last contributed, one row per order and per line. The incremental path diffs an order's new
+  contribution against the stored one and applies the difference to the aggregates.
 * aggregates (``ContactMetrics``, ``DailyMetrics``, ``ProductMetrics``): always equal to a
   GROUP BY over the contributions, which is exactly what the full recompute runs.
 
-The derived tables use foreign keys without database constraints: every row is rebuilt from the
-mirror, and a 1,000,000-row rebuild should not pay a parent lookup per row. A contribution keeps
+The derived tables use foreign keys without database constraints (and contributions refer to
+orders and lines by plain id): every row is rebuilt from the mirror, and a 1,000,000-row rebuild
+should not pay a parent lookup per row. Orders are never deleted from the mirror (only marked);
+a store's deletion takes its rows with it. A contribution keeps
 the id of the contact it was counted for even if that contact is deleted (DO_NOTHING): the
 aggregates must stay equal to a GROUP BY over the contributions, and the next update of the
 order (or a full recompute) moves it on.
@@ -26,7 +28,6 @@ from __future__ import annotations
 from django.db import models
 
 from storeloop.contacts.models import Contact
-from storeloop.orders.models import Order
 from storeloop.stores.models import Store
 
 MONEY_SCALE = 10_000  # the _e4 columns hold amount × MONEY_SCALE
@@ -35,10 +36,12 @@ MONEY_SCALE = 10_000  # the _e4 columns hold amount × MONEY_SCALE
 class OrderContribution(models.Model):
     """One counted order's share of the daily and contact figures, as last computed."""
 
-    order = models.OneToOneField(
-        Order, primary_key=True, on_delete=models.CASCADE, db_constraint=False, related_name="+"
+    # The order's id, never generated: BigAutoField only for its column type, which on SQLite
+    # makes the key the table's rowid (one B-tree less to write per row than a bigint key).
+    order_id = models.BigAutoField(primary_key=True)
+    store = models.ForeignKey(
+        Store, on_delete=models.CASCADE, db_constraint=False, db_index=False, related_name="+"
     )
-    store = models.ForeignKey(Store, on_delete=models.CASCADE, db_constraint=False, related_name="+")
     contact = models.ForeignKey(
         Contact, null=True, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
     )
@@ -49,19 +52,27 @@ class OrderContribution(models.Model):
     refunds_e4 = models.BigIntegerField()
 
     class Meta:
-        indexes = [models.Index(fields=["contact", "currency", "day"], name="metrics_oc_contact")]
+        indexes = [
+            # Covering, in the order the contact and daily figures are aggregated in: the full
+            # recompute streams through it without sorting, an update reads a contact from it.
+            models.Index(
+                fields=["store", "contact", "currency", "day", "created", "gross_e4", "refunds_e4"],
+                name="metrics_oc_by_contact",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"contribution of order #{self.order_id}"
 
 
-class OrderProductContribution(models.Model):
-    """One counted order's share of one product's figures (its lines of that product, summed)."""
+class OrderLineContribution(models.Model):
+    """One line of a counted order: its share of its product's figures, as last computed."""
 
-    order = models.ForeignKey(
-        Order, on_delete=models.CASCADE, db_constraint=False, db_index=False, related_name="+"
+    line_id = models.BigAutoField(primary_key=True)  # the OrderLine's id, never generated (as above)
+    order_id = models.BigIntegerField(db_index=True)
+    store = models.ForeignKey(
+        Store, on_delete=models.CASCADE, db_constraint=False, db_index=False, related_name="+"
     )
-    store = models.ForeignKey(Store, on_delete=models.CASCADE, db_constraint=False, related_name="+")
     contact = models.ForeignKey(
         Contact, null=True, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
     )
@@ -71,22 +82,14 @@ class OrderProductContribution(models.Model):
     revenue_e4 = models.BigIntegerField()
     refunds_e4 = models.BigIntegerField()
 
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["order", "product_external_id"], name="metrics_opc_once"),
-        ]
-        indexes = [models.Index(fields=["contact", "product_external_id"], name="metrics_opc_contact")]
-
     def __str__(self) -> str:
-        return f"product {self.product_external_id} in order #{self.order_id}"
+        return f"line #{self.line_id} of order #{self.order_id}"
 
 
 class ContactMetrics(models.Model):
     """A contact's figures in one currency, with its RFM scores against the store's thresholds."""
 
-    store = models.ForeignKey(
-        Store, on_delete=models.CASCADE, db_constraint=False, db_index=False, related_name="+"
-    )
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, db_constraint=False, db_index=False, related_name="+")
     contact = models.ForeignKey(
         Contact, on_delete=models.CASCADE, db_constraint=False, db_index=False, related_name="metrics"
     )
@@ -118,9 +121,7 @@ class ContactMetrics(models.Model):
 class DailyMetrics(models.Model):
     """One store's counted orders of one UTC day in one currency."""
 
-    store = models.ForeignKey(
-        Store, on_delete=models.CASCADE, db_constraint=False, db_index=False, related_name="+"
-    )
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, db_constraint=False, db_index=False, related_name="+")
     day = models.DateField()
     currency = models.CharField(max_length=3)
     orders = models.IntegerField()
@@ -142,9 +143,7 @@ class DailyMetrics(models.Model):
 class ProductMetrics(models.Model):
     """One product's sales in one currency, keyed by the shop's product id (variations folded in)."""
 
-    store = models.ForeignKey(
-        Store, on_delete=models.CASCADE, db_constraint=False, db_index=False, related_name="+"
-    )
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, db_constraint=False, db_index=False, related_name="+")
     product_external_id = models.BigIntegerField()
     currency = models.CharField(max_length=3)
     orders = models.IntegerField()
@@ -157,9 +156,7 @@ class ProductMetrics(models.Model):
     class Meta:
         verbose_name_plural = "product metrics"
         constraints = [
-            models.UniqueConstraint(
-                fields=["store", "product_external_id", "currency"], name="metrics_product_once"
-            ),
+            models.UniqueConstraint(fields=["store", "product_external_id", "currency"], name="metrics_product_once"),
         ]
 
     def __str__(self) -> str:

@@ -23,7 +23,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from storeloop.metrics import sql
-from storeloop.metrics.db import lock_store
+from storeloop.metrics.db import bulk_page_cache, lock_store
 from storeloop.metrics.definitions import MIN_RFM_CONTACTS, quintile_cuts
 from storeloop.metrics.models import ContactMetrics, DailyMetrics, ProductMetrics, RfmThresholds
 
@@ -38,6 +38,7 @@ class RecalcResult:
     days: int
     products: int
     seconds: float
+    phase_seconds: dict[str, float]
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -47,6 +48,7 @@ class RecalcResult:
             "days": self.days,
             "products": self.products,
             "seconds": round(self.seconds, 3),
+            "phase_seconds": {k: round(v, 3) for k, v in self.phase_seconds.items()},
         }
 
 
@@ -56,11 +58,7 @@ def _order_ranges(store_id: int) -> list[tuple[int, int]]:
     last = 0
     with connection.cursor() as cursor:
         while True:
-            cursor.execute(
-                f"SELECT id FROM {sql.ORDERS} WHERE store_id = %s AND id > %s "  # noqa: S608
-                "ORDER BY id LIMIT 1 OFFSET %s",
-                [store_id, last, BATCH_ORDERS - 1],
-            )
+            cursor.execute(sql.NEXT_ORDER_BOUND, [store_id, last, BATCH_ORDERS - 1])
             row = cursor.fetchone()
             if row is None:
                 break
@@ -75,47 +73,53 @@ def _order_ranges(store_id: int) -> list[tuple[int, int]]:
 
 
 def rebuild_contributions(store_id: int) -> None:
-    scope = "o.store_id = %s AND o.id BETWEEN %s AND %s"
+    """Order contributions from the mirror, then line contributions from those and the lines."""
+    order_scope = "o.store_id = %s AND o.id BETWEEN %s AND %s"
+    line_scope = "oc.store_id = %s AND oc.order_id BETWEEN %s AND %s"
     for low, high in _order_ranges(store_id):
         with transaction.atomic(durable=True), connection.cursor() as cursor:
             lock_store(store_id, exclusive=True)
             params = [store_id, low, high]
             for table, columns, select in (
-                (sql.OC, sql.OC_COLUMNS, sql.order_contribution_select(connection, scope)),
-                (sql.OPC, sql.OPC_COLUMNS, sql.product_contribution_select(scope)),
+                (sql.OC, sql.OC_COLUMNS, sql.order_contribution_select(connection, order_scope)),
+                (sql.OLC, sql.OLC_COLUMNS, sql.line_contribution_select(sql.contribution_table(connection), line_scope)),
             ):
-                cursor.execute(
-                    f"DELETE FROM {table} WHERE store_id = %s AND order_id BETWEEN %s AND %s",  # noqa: S608
-                    params,
-                )
-                cursor.execute(f"INSERT INTO {table} ({columns}) {select}", params)
+                cursor.execute(sql.delete_order_range(table), params)
+                cursor.execute(sql.insert_select(table, columns, select), params)
 
 
 def rebuild_contact_metrics(store_id: int) -> None:
     with transaction.atomic(durable=True), connection.cursor() as cursor:
         lock_store(store_id, exclusive=True)
-        cursor.execute(f"DELETE FROM {sql.CM} WHERE store_id = %s", [store_id])  # noqa: S608
+        cursor.execute(sql.delete_store(sql.CM), [store_id])
         cursor.execute(sql.contact_metrics_insert("oc.store_id = %s"), [store_id])
 
 
 def rebuild_aggregates(store_id: int) -> None:
     for table, insert, params in (
-        (sql.DAILY, sql.DAILY_INSERT, [store_id, store_id]),
-        (sql.PRODUCTS, sql.PRODUCT_INSERT, [store_id]),
+        (sql.DAILY, sql.daily_insert(connection), [store_id, store_id]),
+        (sql.PRODUCTS, sql.product_insert(connection), [store_id, store_id]),
     ):
         with transaction.atomic(durable=True), connection.cursor() as cursor:
             lock_store(store_id, exclusive=True)
-            cursor.execute(f"DELETE FROM {table} WHERE store_id = %s", [store_id])  # noqa: S608
+            cursor.execute(sql.delete_store(table), [store_id])
             cursor.execute(insert, params)
 
 
 def recalculate_store(store_id: int) -> RecalcResult:
     started = time.perf_counter()
-    rebuild_contributions(store_id)
-    rebuild_contact_metrics(store_id)
-    rebuild_aggregates(store_id)
+    phases: dict[str, float] = {}
+    with bulk_page_cache():
+        for name, step in (
+            ("contributions", rebuild_contributions),
+            ("contacts", rebuild_contact_metrics),
+            ("daily_and_products", rebuild_aggregates),
+        ):
+            t0 = time.perf_counter()
+            step(store_id)
+            phases[name] = time.perf_counter() - t0
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT COUNT(*) FROM {sql.OC} WHERE store_id = %s", [store_id])  # noqa: S608
+        cursor.execute(sql.COUNTED_ORDERS, [store_id])
         counted = int(cursor.fetchone()[0])
     return RecalcResult(
         store_id=store_id,
@@ -124,6 +128,7 @@ def recalculate_store(store_id: int) -> RecalcResult:
         days=DailyMetrics.objects.filter(store_id=store_id).count(),
         products=ProductMetrics.objects.filter(store_id=store_id).count(),
         seconds=time.perf_counter() - started,
+        phase_seconds=phases,
     )
 
 
@@ -134,7 +139,7 @@ def refresh_rfm_thresholds(store_id: int, as_of: dt.datetime | None = None) -> d
     """
     as_of = as_of or timezone.now()
     taken: dict[str, int] = {}
-    with transaction.atomic(durable=True):
+    with bulk_page_cache(), transaction.atomic(durable=True):
         lock_store(store_id, exclusive=True)
         rows = ContactMetrics.objects.filter(store_id=store_id).values_list(
             "currency", "last_order_at", "order_count", "net_e4"
@@ -164,6 +169,6 @@ def refresh_rfm_thresholds(store_id: int, as_of: dt.datetime | None = None) -> d
             )
             taken[currency] = len(values)
         with connection.cursor() as cursor:
-            cursor.execute(f"DELETE FROM {sql.CM} WHERE store_id = %s", [store_id])  # noqa: S608
+            cursor.execute(sql.delete_store(sql.CM), [store_id])
             cursor.execute(sql.contact_metrics_insert("oc.store_id = %s"), [store_id])
     return taken

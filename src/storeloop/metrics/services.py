@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
+from storeloop.contacts.models import Contact
 from storeloop.metrics import incremental, recalc
 from storeloop.metrics.clv.service import FitOutcome, fit_store_models
 from storeloop.metrics.recalc import RecalcResult
@@ -56,10 +57,15 @@ class OrderMetricsUpdater:
         """
         incremental.update_order(order_id)
 
-    def update_contact_metrics(self, contact_id: int) -> None:
+    def update_contact_metrics(self, contact_id: int, store_id: int | None = None) -> None:
         """Recount a contact whose orders moved without an order event: call it for both sides
-        of a merge (in the merge's transaction), and for a contact that was deleted."""
-        incremental.update_contact(contact_id)
+        of a merge (in the merge's transaction), and for a deleted contact (then pass
+        ``store_id``: it can no longer be looked up)."""
+        if store_id is None:
+            store_id = Contact.objects.filter(pk=contact_id).values_list("store_id", flat=True).first()
+            if store_id is None:
+                return
+        incremental.update_contact(store_id, contact_id)
 
     def recalculate_customer_metrics(self, store_id: int) -> RecalcResult:
         """Recompute every metric table of the store from its mirrored orders, set-based in SQL.

@@ -12,7 +12,9 @@ from storeloop.orders.models import Order
 
 def on_order_changed(order: Order, previous_status: str | None) -> None:
     from storeloop.crm.services import OrderSyncService, mark_orders_changed
+    from storeloop.metrics.services import OrderMetricsUpdater
 
+    OrderMetricsUpdater().update_order_metrics(order.pk)
     status = "deleted" if order.deleted_at is not None else order.status
     if previous_status is not None and previous_status != status:
         OrderSyncService().handle_status_change(order.pk, previous_status, status)

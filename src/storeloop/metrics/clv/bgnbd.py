@@ -130,7 +130,7 @@ def expected_purchases(t: float, x: int, t_x: float, T: float, params: BgNbdPara
         a = 1.0 + 1e-9  # the formula has a removable singularity at a = 1
     c = a + b + x - 1
     z = t / (alpha + T + t)
-    tail = ((alpha + T) / (alpha + T + t)) ** (a - 1) * hyp2f1(a + b - 1 - r, a - 1, c, z)
+    tail = math.pow((alpha + T) / (alpha + T + t), a - 1) * hyp2f1(a + b - 1 - r, a - 1, c, z)
     return (c / (a - 1)) * (1.0 - tail) / (1.0 + _death_odds(x, t_x, T, params))
 
 
@@ -143,4 +143,4 @@ def _death_odds(x: int, t_x: float, T: float, params: BgNbdParams) -> float:
     if x == 0:
         return 0.0
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
-    return a / (b + x - 1) * ((alpha + T) / (alpha + t_x)) ** (r + x)
+    return a / (b + x - 1) * math.pow((alpha + T) / (alpha + t_x), r + x)

@@ -3,7 +3,10 @@
 Standard coefficients (reflection 1, expansion 2, contraction ½, shrink ½; Nelder & Mead 1965,
 as in Press et al., Numerical Recipes §10.5) and one restart from the best vertex, the usual
 guard against a simplex that collapsed before reaching the optimum. Non-finite values count as
-+inf, so the search steps back from parameters where a likelihood is undefined.
++inf, so the search steps back from parameters where a likelihood is undefined. A search whose
+best point runs past ``max_abs_x`` stops unconverged: on log-parameters that is a likelihood
+with no interior maximum (e.g. no heterogeneity to fit), which would otherwise drift along its
+flat ridge until the evaluation budget is spent.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ def _run(
     xtol: float,
     ftol: float,
     max_evaluations: int,
+    max_abs_x: float,
 ) -> Minimum:
     n = len(x0)
     simplex = [list(x0)] + [[v + (step if i == j else 0.0) for j, v in enumerate(x0)] for i in range(n)]
@@ -53,6 +57,8 @@ def _run(
         size = max(abs(a - b) for p in simplex[1:] for a, b in zip(p, best, strict=True))
         if spread <= ftol and size <= xtol:
             return Minimum(tuple(best), values[0], True, evaluations)
+        if max(abs(v) for v in best) > max_abs_x:
+            return Minimum(tuple(best), values[0], False, evaluations)
         centroid = [sum(p[j] for p in simplex[:-1]) / n for j in range(n)]
         reflected = [c + (c - w) for c, w in zip(centroid, worst, strict=True)]
         f_reflected = f(reflected)
@@ -92,12 +98,13 @@ def nelder_mead(
     xtol: float = 1e-7,
     ftol: float = 1e-11,
     max_evaluations: int = 6000,
+    max_abs_x: float = 12.0,
 ) -> Minimum:
     """Minimise ``f`` from ``x0``. ``converged`` is False when the evaluation budget ran out."""
     safe = _safe(f)
-    first = _run(safe, x0, step, xtol, ftol, max_evaluations)
+    first = _run(safe, x0, step, xtol, ftol, max_evaluations, max_abs_x)
     if not first.converged or not math.isfinite(first.value):
         return first
-    second = _run(safe, first.x, step / 10, xtol, ftol, max_evaluations)
+    second = _run(safe, first.x, step / 10, xtol, ftol, max_evaluations, max_abs_x)
     best = second if second.value <= first.value else first
     return Minimum(best.x, best.value, second.converged, first.evaluations + second.evaluations)

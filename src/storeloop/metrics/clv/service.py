@@ -129,9 +129,7 @@ def _fit_currency(store_id: int, currency: str, as_of: dt.datetime) -> FitOutcom
 def fit_store_models(store_id: int, as_of: dt.datetime | None = None) -> list[FitOutcome]:
     """Refit BG/NBD + Gamma-Gamma for every currency of the store; one row per currency."""
     as_of = as_of or timezone.now()
-    currencies = sorted(
-        set(ContactMetrics.objects.filter(store_id=store_id).values_list("currency", flat=True))
-    )
+    currencies = sorted(set(ContactMetrics.objects.filter(store_id=store_id).values_list("currency", flat=True)))
     outcomes = []
     for currency in currencies:
         with transaction.atomic():
@@ -148,15 +146,21 @@ class Prediction:
     probability_alive: float | None = None
 
 
+def _fitted_params(model: ClvModel) -> tuple[bgnbd.BgNbdParams, gamma_gamma.GammaGammaParams] | None:
+    r, alpha, a, b, p, q, gamma = model.r, model.alpha, model.a, model.b, model.p, model.q, model.gamma
+    if r is None or alpha is None or a is None or b is None or p is None or q is None or gamma is None:
+        return None
+    return bgnbd.BgNbdParams(r, alpha, a, b), gamma_gamma.GammaGammaParams(p, q, gamma)
+
+
 def predict(metrics: ContactMetrics, model: ClvModel | None, as_of: dt.datetime) -> Prediction:
     """One contact's predicted 12-month CLV in the metrics' currency (see module docstring)."""
     if model is None:
         return Prediction("not_fitted")
-    if model.quality != ClvModel.Quality.OK:
-        return Prediction(model.quality)
-    assert model.r is not None and model.alpha is not None and model.a is not None
-    assert model.b is not None and model.p is not None and model.q is not None
-    assert model.gamma is not None
+    params = _fitted_params(model)
+    if model.quality != ClvModel.Quality.OK or params is None:
+        return Prediction(ClvModel.Quality.TOO_THIN)
+    purchases_params, spend_params = params
     c = customer_inputs(
         metrics.purchase_days,
         metrics.first_order_at,
@@ -165,8 +169,6 @@ def predict(metrics: ContactMetrics, model: ClvModel | None, as_of: dt.datetime)
         metrics.first_day_net_e4,
         as_of,
     )
-    purchases_params = bgnbd.BgNbdParams(model.r, model.alpha, model.a, model.b)
-    spend_params = gamma_gamma.GammaGammaParams(model.p, model.q, model.gamma)
     try:
         purchases = bgnbd.expected_purchases(HORIZON_WEEKS, c.x, c.t_x, c.T, purchases_params)
         alive = bgnbd.probability_alive(c.x, c.t_x, c.T, purchases_params)

@@ -16,7 +16,7 @@ from storeloop.metrics.models import (
     ContactMetrics,
     DailyMetrics,
     OrderContribution,
-    OrderProductContribution,
+    OrderLineContribution,
     ProductMetrics,
 )
 from storeloop.metrics.services import OrderMetricsUpdater
@@ -100,9 +100,28 @@ def metric_tables(store_id: int) -> dict[str, list[tuple[Any, ...]]]:
         model.__name__: _rows(model, store_id)
         for model in (
             OrderContribution,
-            OrderProductContribution,
+            OrderLineContribution,
             ContactMetrics,
             DailyMetrics,
             ProductMetrics,
         )
     }
+
+
+D1 = T0  # Monday 5 January 2026, 10:00 UTC
+D2 = T0 + dt.timedelta(days=7)
+
+
+def build_shop(store: Any) -> None:
+    """Ann buys in EUR twice (one partly refunded) and once in USD, and has a cancelled order;
+    Bob has an on-hold order and one deleted on the shop."""
+    send(store, order_payload(1, total="100.00", lines=[(93, 2, "80.00")], created=D1))
+    send(store, order_payload(2, status="completed", total="50.00", lines=[(93, 1, "40.00")],
+                              refunds=["20.00"], created=D2))  # fmt: skip
+    send(store, order_payload(3, currency="USD", total="30.00", lines=[(22, 1, "25.00")], created=D2))
+    send(store, order_payload(4, status="cancelled", total="999.00", created=D2 + dt.timedelta(days=1)))
+    bob = "bob@example.com"
+    send(store, order_payload(5, email=bob, status="on-hold", total="10.00", lines=[(93, 1, "8.00")],
+                              created=D2 + dt.timedelta(hours=5)))  # fmt: skip
+    send(store, order_payload(6, email=bob, total="70.00", lines=[(93, 7, "70.00")], created=D1))
+    send_deleted(store, 6)

@@ -9,27 +9,9 @@ import pytest
 
 from storeloop.contacts.models import Contact
 from storeloop.metrics.models import ContactMetrics, DailyMetrics, ProductMetrics
-from storeloop.metrics.tests.builders import T0, metric_tables, order_payload, send, send_deleted, updater
+from storeloop.metrics.tests.builders import D1, D2, build_shop, metric_tables, order_payload, send, updater
 
 pytestmark = pytest.mark.django_db
-
-D1 = T0  # Monday 5 January 2026, 10:00 UTC
-D2 = T0 + dt.timedelta(days=7)
-
-
-def build_shop(store: Any) -> None:
-    """Ann buys in EUR twice (one partly refunded) and once in USD, and has a cancelled order;
-    Bob has an on-hold order and one deleted on the shop."""
-    send(store, order_payload(1, total="100.00", lines=[(93, 2, "80.00")], created=D1))
-    send(store, order_payload(2, status="completed", total="50.00", lines=[(93, 1, "40.00")],
-                              refunds=["20.00"], created=D2))  # fmt: skip
-    send(store, order_payload(3, currency="USD", total="30.00", lines=[(22, 1, "25.00")], created=D2))
-    send(store, order_payload(4, status="cancelled", total="999.00", created=D2 + dt.timedelta(days=1)))
-    bob = "bob@example.com"
-    send(store, order_payload(5, email=bob, status="on-hold", total="10.00", lines=[(93, 1, "8.00")],
-                              created=D2 + dt.timedelta(hours=5)))  # fmt: skip
-    send(store, order_payload(6, email=bob, total="70.00", lines=[(93, 7, "70.00")], created=D1))
-    send_deleted(store, 6)
 
 
 def contact_rows(store: Any) -> list[tuple[Any, ...]]:
@@ -67,8 +49,7 @@ def test_incremental_figures_are_exact(store: Any) -> None:
     assert contact_rows(store) == EXPECTED_CONTACTS
     daily = DailyMetrics.objects.filter(store=store).order_by("day", "currency")
     assert [
-        (d.day, d.currency, d.orders, d.gross_e4, d.refunds_e4, d.new_customers, d.returning_customers)
-        for d in daily
+        (d.day, d.currency, d.orders, d.gross_e4, d.refunds_e4, d.new_customers, d.returning_customers) for d in daily
     ] == EXPECTED_DAILY
     products = ProductMetrics.objects.filter(store=store).order_by("product_external_id")
     assert [
