@@ -22,7 +22,9 @@ def run_followup(job_id: int) -> str:
     job = BackfillJob.objects.filter(pk=job_id).first()
     if job is None:
         return "gone"
-    OrderMetricsUpdater().recalculate_customer_metrics(job.store_id)
+    updater = OrderMetricsUpdater()
+    updater.recalculate_customer_metrics(job.store_id)
+    updater.refresh_store_models(job.store_id)  # RFM quintiles and CLV fit over the imported history
     queued = 0
     if job.sync_to_crm:
         orders = Order.objects.filter(store_id=job.store_id, date_modified__lte=job.until)

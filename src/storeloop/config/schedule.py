@@ -9,6 +9,7 @@ from storeloop.core.tasks.reaper import reap_expired_leases
 from storeloop.core.tasks.scheduler import RecurringJob
 from storeloop.crm.tasks import schedule_due_crm_retries
 from storeloop.inbox.tasks import prune_inbox
+from storeloop.metrics.tasks import refresh_all_store_metrics
 from storeloop.orders.tasks import reconcile_all_stores
 
 
@@ -28,4 +29,6 @@ def recurring_jobs() -> list[RecurringJob]:
         RecurringJob("prune_task_rows", every_seconds=6 * 3600, task=prune_task_rows),
         RecurringJob("prune_inbox", every_seconds=6 * 3600, task=prune_inbox),
         RecurringJob("crm_due_retries", every_seconds=60, task=schedule_due_crm_retries),
+        # RFM quintiles and CLV fits are store-wide, so they are refreshed daily, not per event.
+        RecurringJob("refresh_store_metrics", every_seconds=24 * 3600, task=refresh_all_store_metrics),
     ]

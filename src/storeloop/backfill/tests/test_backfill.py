@@ -212,3 +212,20 @@ def test_cli_backfill_killed_then_resumed(shop: FakeWooShop, shop_store: Any, sq
     assert Order.objects.count() == 1500
     assert BackfillJob.objects.get().state == "completed"
     assert_mirror_equals_shop(shop, shop_store)
+
+
+def test_completion_recomputes_metrics(shop: FakeWooShop, shop_store: Any) -> None:
+    from tests.drain import drain
+
+    from storeloop.metrics.definitions import COUNTED_STATUSES
+    from storeloop.metrics.models import ContactMetrics
+
+    manager = OrderBackfillManager()
+    job = manager.start_backfill(shop_store)
+    assert manager.run(job.pk).state == "completed"
+    drain()  # the follow-up task
+    counted = Order.objects.filter(store=shop_store, status__in=COUNTED_STATUSES)
+    contacts_with_orders = counted.exclude(contact__isnull=True).values("contact_id").distinct().count()
+    assert ContactMetrics.objects.filter(store=shop_store).values("contact_id").distinct().count() == (
+        contacts_with_orders
+    )
