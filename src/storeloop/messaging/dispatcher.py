@@ -20,13 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db import connections as db_connections
 from django.db.models import Max, Q
 from django.utils import timezone
 
 from storeloop.consent.models import Channel, Preference, Purpose
 from storeloop.consent.services import MessagingConsentManager, address_for
 from storeloop.contacts.models import Contact
-from storeloop.core.errors import ValidationError
+from storeloop.core.errors import ApplicationError, ValidationError
 from storeloop.messaging.channels.base import ChannelInterface, Envelope, Outcome, SendResult
 from storeloop.messaging.models import Message, TemplateVersion
 from storeloop.messaging.policies import QUIET_CHANNELS, next_allowed_by_cap, quiet_until, zone_for
@@ -157,18 +158,24 @@ class MessageDispatcher:
                         delayed[message.pk] = (quiet_end, "quiet_hours")
                         continue
                 taken.add(key)
-            try:
-                rendered = self.templates.render_template(message.template, self.context_builder(message))  # type: ignore[arg-type]
-            except ValidationError as exc:
-                closed[message.pk] = (Status.FAILED, f"template: {exc.message}"[:100])
-                continue
             unsubscribe = ""
             if message.purpose == Purpose.MARKETING:
                 unsubscribe = self.consent.generate_unsubscribe_link(message.contact, message.channel, message.purpose)
+            links = {"unsubscribe_url": unsubscribe, "preferences_url": unsubscribe.replace("/u/", "/preferences/")}
+            try:
+                rendered = self.templates.render_template(
+                    message.template,  # type: ignore[arg-type]
+                    {**self.context_builder(message), **links},
+                )
+            except ValidationError as exc:
+                closed[message.pk] = (Status.FAILED, f"template: {exc.message}"[:100])
+                continue
             ready.append((message, Envelope(
                 message_id=message.pk, idempotency_key=str(message.idempotency_key),
                 to=address_for(message.contact, message.channel), rendered=rendered,
                 marketing=message.purpose == Purpose.MARKETING, unsubscribe_url=unsubscribe,
+                wa_template_name=message.template.wa_template_name if message.template else "",
+                wa_language=message.template.wa_language if message.template else "",
             )))  # fmt: skip
         self._write_decisions(closed, delayed, counts)
         if ready:
@@ -201,12 +208,19 @@ class MessageDispatcher:
         results: dict[int, SendResult] = {}
 
         def run(key: tuple[int, str], envelopes: list[Envelope]) -> list[SendResult]:
-            channel = self.channel_factory(stores[key[0]], key[1])
             try:
-                return channel.send_message(envelopes)
-            except Exception as exc:  # a channel that blows up must not lose the batch's outcomes
-                logger.exception("channel %s failed a batch", key[1])
-                return [SendResult(e.message_id, Outcome.UNKNOWN, error=f"{type(exc).__name__}") for e in envelopes]
+                try:
+                    channel = self.channel_factory(stores[key[0]], key[1])
+                except ApplicationError as exc:  # not configured: nothing was sent, try again later
+                    return [SendResult(e.message_id, Outcome.RETRY, error=exc.message[:500], retry_after=600.0)
+                            for e in envelopes]  # fmt: skip
+                try:
+                    return channel.send_message(envelopes)
+                except Exception as exc:  # a channel that blows up must not lose the batch's outcomes
+                    logger.exception("channel %s failed a batch", key[1])
+                    return [SendResult(e.message_id, Outcome.UNKNOWN, error=type(exc).__name__) for e in envelopes]
+            finally:
+                db_connections.close_all()  # pool threads are short-lived: don't leak their connections
 
         chunks = [(key, envs[i : i + 100]) for key, envs in by_channel.items() for i in range(0, len(envs), 100)]
         with ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(chunks)))) as pool:
@@ -264,13 +278,18 @@ class MessageDispatcher:
 
     def _consequences(self, message: Message, outcome: Outcome, result: SendResult) -> None:
         if outcome == Outcome.OPTED_OUT:
-            for purpose in (Purpose.MARKETING, Purpose.TRANSACTIONAL):
+            # WhatsApp's opt-out (131050) covers marketing only; SMS STOP blocks everything.
+            purposes = (Purpose.MARKETING,) if message.channel == Channel.WHATSAPP else tuple(Purpose)
+            for purpose in purposes:
                 self.consent.withdraw_consent(message.contact, message.channel, purpose, source="provider_opt_out",
                                               evidence={"provider_error": result.error[:200]})  # fmt: skip
         elif outcome == Outcome.UNDELIVERABLE:
             address = address_for(message.contact, message.channel)
             if address:
-                self.consent.suppress(message.store_id, message.channel, address, "hard_bounce", result.error)
+                try:
+                    self.consent.suppress(message.store_id, message.channel, address, "hard_bounce", result.error)
+                except ValidationError:  # an address we cannot normalise must not roll back the batch
+                    logger.warning("message %s: could not suppress an unparseable address", message.pk)
 
 
 def reap_stuck_sends(older_than: dt.timedelta = CLAIM) -> int:

@@ -8,6 +8,7 @@ from typing import Any
 from django.db import models
 
 from storeloop.consent.models import Channel
+from storeloop.core.crypto import EncryptedTextField
 from storeloop.core.models import TimeStampedModel
 from storeloop.stores.models import Store
 
@@ -110,3 +111,41 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} message #{self.pk} ({self.status})"
+
+
+class MessagingConnection(TimeStampedModel):
+    """How one store sends on one channel: the provider, its secrets and its non-secret settings.
+
+    One connection per store and channel (the dispatcher asks for "the email channel of store 7").
+    ``credentials`` is JSON encrypted at rest (SMTP username/password, Twilio auth token, WhatsApp
+    access token); ``settings`` holds what may be shown and logged (host, sender, base URL ...).
+    ``messages_per_second`` feeds a per-process limiter (see ``channels.factory``).
+    """
+
+    class Provider(models.TextChoices):
+        SMTP = "smtp", "SMTP relay"
+        TWILIO = "twilio", "Twilio"
+        WHATSAPP_CLOUD = "whatsapp_cloud", "WhatsApp Cloud API"
+
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="messaging_connections")
+    channel = models.CharField(max_length=20, choices=Channel.choices)
+    provider = models.CharField(max_length=20, choices=Provider.choices)
+    credentials = EncryptedTextField()
+    settings = models.JSONField(default=dict, blank=True, help_text="Non-secret provider settings")
+    messages_per_second = models.FloatField(default=10.0, help_text="Send rate per process")
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["store", "channel"], name="one_messaging_connection_per_channel"),
+            # A provider only ever serves its own channel.
+            models.CheckConstraint(
+                condition=models.Q(channel="email", provider="smtp")
+                | models.Q(channel="sms", provider="twilio")
+                | models.Q(channel="whatsapp", provider="whatsapp_cloud"),
+                name="messaging_provider_matches_channel",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_provider_display()} ({self.channel}) for store #{self.store_id}"

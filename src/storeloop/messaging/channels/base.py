@@ -29,6 +29,8 @@ class Envelope:
     marketing: bool
     unsubscribe_url: str = ""
     window_open: bool = True  # WhatsApp: inside the 24-hour customer-service window
+    wa_template_name: str = ""  # WhatsApp: approved template used outside the 24-hour window
+    wa_language: str = ""
 
 
 @dataclass(frozen=True)

@@ -211,3 +211,32 @@ def test_marketing_carries_a_working_unsubscribe_link(
     assert "/u/" in link
     MessagingConsentManager().unsubscribe(link.rsplit("/", 1)[1])
     assert MessagingConsentManager().has_consent(contact, "email", "marketing").reason == "withdrawn"
+
+
+@time_machine.travel(NOON, tick=False)
+def test_templates_can_place_the_unsubscribe_link(
+    dispatcher: MessageDispatcher, channels: dict[str, RecordingChannel], store: Any, contact: Contact
+) -> None:
+    grant(contact)
+    repo = TemplateRepository()
+    version = repo.save_template(store, "promo", "email", subject="Sale", body_text="Sale! Stop: {{ unsubscribe_url }}")
+    queue(dispatcher, store, contact, "marketing", "m1", version=version)
+    assert dispatcher.process_queue() == Counter({"sent": 1})
+    sent = channels["email"].sent[0]
+    assert sent.rendered.text == f"Sale! Stop: {sent.unsubscribe_url}"
+
+
+@time_machine.travel(NOON, tick=False)
+def test_a_channel_that_is_not_configured_sends_nothing_and_retries_later(
+    channels: dict[str, RecordingChannel], store: Any, contact: Contact
+) -> None:
+    from storeloop.core.errors import NotFound
+
+    def missing(store: Any, channel: str) -> Any:
+        raise NotFound("no email connection", code="channel_not_configured")
+
+    dispatcher = MessageDispatcher(missing)
+    queue(dispatcher, store, contact, "transactional", "t1")
+    assert dispatcher.process_queue() == Counter({"retry": 1})
+    message = Message.objects.get()
+    assert (message.status, message.last_error) == ("queued", "no email connection")

@@ -1,0 +1,124 @@
+"""``EmailChannel``: the dispatcher's email port over one SMTP relay (``SmtpSender``).
+
+Why it looks like this:
+
+- One ``SmtpSender`` per connection, kept by the factory across batches, so a batch (and the next
+  one) rides one SMTP session instead of paying TCP + TLS + AUTH per message.
+- ``message_id_local`` is ``"sl-" + idempotency_key``: the Message-ID is derived from the message
+  row, so any copy that ever leaves (a resend by an operator, a relay retry) carries the same id and
+  bounces/complaints can be matched back to the row.
+- Outcomes follow the sender's error tree: a refused recipient whose mailbox does not exist is
+  ``UNDELIVERABLE`` (the dispatcher suppresses the address), any other refusal ``FAILED``; a
+  temporary failure is ``RETRY`` unless the server may already have queued the message
+  (``maybe_delivered``), which is ``UNKNOWN``: never resent.
+- A message that cannot be built (bad address, marketing without an https unsubscribe link) fails
+  here, before any network call, and does not stop the rest of the batch.
+"""
+
+from __future__ import annotations
+
+from django.utils.html import strip_tags
+
+from storeloop.integrations.smtp.client import SendResult as SmtpResult
+from storeloop.integrations.smtp.client import SmtpSender
+from storeloop.integrations.smtp.errors import SmtpError, SmtpRecipientRejected, SmtpTransientError, scrub
+from storeloop.integrations.smtp.message import EmailMessageSpec
+from storeloop.messaging.channels.base import Envelope, Outcome, SendResult
+
+MESSAGE_ID_PREFIX = "sl-"
+
+
+def message_id_local(envelope: Envelope) -> str:
+    """Left part of the Message-ID: stable per message row, so every copy is recognisable."""
+    return MESSAGE_ID_PREFIX + envelope.idempotency_key
+
+
+class EmailChannel:
+    """``ChannelInterface`` for e-mail. Sends sequentially on the sender's one connection."""
+
+    name = "email"
+
+    def __init__(
+        self,
+        sender: SmtpSender,
+        *,
+        from_addr: str,
+        from_name: str = "",
+        reply_to: str = "",
+        return_path: str = "",
+        unsubscribe_mailto: str = "",
+    ) -> None:
+        self.sender = sender
+        self.from_addr = from_addr
+        self.from_name = from_name
+        self.reply_to = reply_to
+        self.return_path = return_path
+        self.unsubscribe_mailto = unsubscribe_mailto
+
+    def close(self) -> None:
+        self.sender.close()
+
+    # --- ChannelInterface ----------------------------------------------------------------------
+
+    def validate_message(self, envelope: Envelope) -> str | None:
+        try:
+            self.spec_for(envelope)
+        except ValueError as exc:
+            return scrub(str(exc))
+        return None
+
+    def send_message(self, envelopes: list[Envelope]) -> list[SendResult]:
+        results: list[SendResult | None] = [None] * len(envelopes)
+        specs: list[EmailMessageSpec] = []
+        positions: list[int] = []
+        for index, envelope in enumerate(envelopes):
+            try:
+                specs.append(self.spec_for(envelope))
+            except ValueError as exc:
+                error = f"invalid message: {scrub(str(exc))}"
+                results[index] = SendResult(envelope.message_id, Outcome.FAILED, error=error)
+                continue
+            positions.append(index)
+        if specs:
+            for index, outcome in zip(positions, self.sender.send_many(specs), strict=True):
+                results[index] = result_for(envelopes[index], outcome)
+        return [r for r in results if r is not None]
+
+    def test_connection(self) -> None:
+        self.sender.test_connection()
+
+    # --- building ------------------------------------------------------------------------------
+
+    def spec_for(self, envelope: Envelope) -> EmailMessageSpec:
+        """The e-mail for ``envelope``; ``ValueError`` says what is wrong with it."""
+        rendered = envelope.rendered
+        text = rendered.text if rendered.text.strip() else strip_tags(rendered.html).strip()
+        return EmailMessageSpec(
+            from_addr=self.from_addr,
+            from_name=self.from_name or None,
+            to_addr=envelope.to,
+            subject=rendered.subject,
+            text=text,
+            html=rendered.html or None,
+            message_id_local=message_id_local(envelope),
+            reply_to=self.reply_to or None,
+            return_path=self.return_path or None,
+            marketing=envelope.marketing,
+            unsubscribe_url=envelope.unsubscribe_url or None,
+            unsubscribe_mailto=(self.unsubscribe_mailto or None) if envelope.marketing else None,
+        )
+
+
+def result_for(envelope: Envelope, outcome: SmtpResult | SmtpError) -> SendResult:
+    """Map one ``send_many`` outcome onto the dispatcher's outcomes (see the module docstring)."""
+    if isinstance(outcome, SmtpResult):
+        return SendResult(envelope.message_id, Outcome.SENT, provider_message_id=outcome.message_id)
+    message_id = outcome.message_id or ""
+    error = str(outcome)
+    if isinstance(outcome, SmtpTransientError):
+        if outcome.maybe_delivered:
+            return SendResult(envelope.message_id, Outcome.UNKNOWN, provider_message_id=message_id, error=error)
+        return SendResult(envelope.message_id, Outcome.RETRY, error=error, retry_after=outcome.retry_after)
+    if isinstance(outcome, SmtpRecipientRejected) and outcome.suppress:
+        return SendResult(envelope.message_id, Outcome.UNDELIVERABLE, error=error)
+    return SendResult(envelope.message_id, Outcome.FAILED, error=error)
