@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PYTHON, ROOT, free_port, machine_info, print_json_line, temp_data_dir  # noqa: E402
+from _common import PYTHON, ROOT, free_port, machine_info, print_json_line, temp_data_dir
 
 KEY, SECRET = "ck_bench", "cs_bench"
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PYTHON, ROOT, free_port, machine_info, print_json_line, temp_data_dir  # noqa: E402
+from _common import PYTHON, ROOT, free_port, machine_info, print_json_line, temp_data_dir
 
 RATE, WINDOW = 190, 10.0
 
@@ -40,7 +40,7 @@ def start_fake() -> tuple[subprocess.Popen[bytes], str]:
 
 
 def fake_state(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{url}/__fake__/state", timeout=10) as response:  # noqa: S310 (loopback)
+    with urllib.request.urlopen(f"{url}/__fake__/state", timeout=10) as response:
         state: dict[str, Any] = json.loads(response.read())
         return state
 
