@@ -38,6 +38,8 @@ contact_metrics_router = Router(tags=["metrics"])
     summary="A contact's order figures, CLV and RFM, per currency",
 )
 def get_contact_metrics(request: HttpRequest, contact_id: int, as_of: dt.datetime | None = None) -> ContactMetricsOut:
+    if as_of is not None and as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=dt.UTC)  # every time in the API is UTC
     figures = contact_figures(store=request_store(request), contact_id=contact_id, as_of=as_of or timezone.now())
     return ContactMetricsOut.of(figures)
 

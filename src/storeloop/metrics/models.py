@@ -17,10 +17,10 @@ Two kinds of tables:
 The derived tables use foreign keys without database constraints (and contributions refer to
 orders and lines by plain id): every row is rebuilt from the mirror, and a 1,000,000-row rebuild
 should not pay a parent lookup per row. Orders are never deleted from the mirror (only marked);
-a store's deletion takes its rows with it. A contribution keeps
-the id of the contact it was counted for even if that contact is deleted (DO_NOTHING): the
-aggregates must stay equal to a GROUP BY over the contributions, and the next update of the
-order (or a full recompute) moves it on.
+a store's deletion takes its rows with it. A contribution keeps the id of the contact it was
+counted for even if that contact is deleted (DO_NOTHING): the aggregates must stay equal to a
+GROUP BY over the contributions, and the next update of the order (or a full recompute) moves
+it on. Each table has as few indexes as its reads need: every one costs a B-tree insert per row.
 """
 
 from __future__ import annotations
@@ -39,9 +39,7 @@ class OrderContribution(models.Model):
     # The order's id, never generated: BigAutoField only for its column type, which on SQLite
     # makes the key the table's rowid (one B-tree less to write per row than a bigint key).
     order_id = models.BigAutoField(primary_key=True)
-    store = models.ForeignKey(
-        Store, on_delete=models.CASCADE, db_constraint=False, db_index=False, related_name="+"
-    )
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, db_constraint=False, db_index=False, related_name="+")
     contact = models.ForeignKey(
         Contact, null=True, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
     )
@@ -53,8 +51,8 @@ class OrderContribution(models.Model):
 
     class Meta:
         indexes = [
-            # Covering, in the order the contact and daily figures are aggregated in: the full
-            # recompute streams through it without sorting, an update reads a contact from it.
+            # Covering, in the order the contact figures are aggregated in: the full recompute
+            # streams through it without sorting, an update reads a contact's orders from it.
             models.Index(
                 fields=["store", "contact", "currency", "day", "created", "gross_e4", "refunds_e4"],
                 name="metrics_oc_by_contact",
@@ -69,10 +67,8 @@ class OrderLineContribution(models.Model):
     """One line of a counted order: its share of its product's figures, as last computed."""
 
     line_id = models.BigAutoField(primary_key=True)  # the OrderLine's id, never generated (as above)
-    order_id = models.BigIntegerField(db_index=True)
-    store = models.ForeignKey(
-        Store, on_delete=models.CASCADE, db_constraint=False, db_index=False, related_name="+"
-    )
+    order_id = models.BigIntegerField(db_index=True)  # an update's lookup; a contact's lines via its orders
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, db_constraint=False, db_index=False, related_name="+")
     contact = models.ForeignKey(
         Contact, null=True, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
     )

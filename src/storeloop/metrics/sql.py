@@ -61,9 +61,7 @@ def _e4(expression: str) -> str:
 # --- contributions, from the mirror --------------------------------------------------------------
 
 OC_COLUMNS = "order_id, store_id, contact_id, currency, created, day, gross_e4, refunds_e4"
-OLC_COLUMNS = (
-    "line_id, order_id, store_id, contact_id, product_external_id, currency, units, revenue_e4, refunds_e4"
-)
+OLC_COLUMNS = "line_id, order_id, store_id, contact_id, product_external_id, currency, units, revenue_e4, refunds_e4"
 
 
 def order_contribution_select(connection: BaseDatabaseWrapper, scope: str) -> str:
@@ -255,8 +253,7 @@ PRODUCT_ADD = (
     )
 )
 PRODUCT_DROP_EMPTY = (
-    f"DELETE FROM {PRODUCTS} WHERE store_id = %s AND product_external_id = %s AND currency = %s "
-    "AND orders = 0"
+    f"DELETE FROM {PRODUCTS} WHERE store_id = %s AND product_external_id = %s AND currency = %s AND orders = 0"
 )
 
 # --- the full recompute's batches and rebuilds ---------------------------------------------------
@@ -267,6 +264,14 @@ COUNTED_ORDERS = f"SELECT COUNT(*) FROM {OC} WHERE store_id = %s"
 
 def delete_order_range(table: str) -> str:
     return f"DELETE FROM {table} WHERE store_id = %s AND order_id BETWEEN %s AND %s"
+
+
+def other_store_rows(table: str) -> str:
+    return f"SELECT 1 FROM {table} WHERE store_id <> %s LIMIT 1"
+
+
+def delete_all(table: str) -> str:
+    return f"DELETE FROM {table}"
 
 
 def delete_store(table: str) -> str:

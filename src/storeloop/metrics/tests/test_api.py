@@ -79,6 +79,8 @@ def test_contact_metrics_shape(api: ApiClient, store: Any) -> None:
             },
         ],
     }
+    naive = api.get(f"/api/v1/contacts/{ann.pk}/metrics", as_of="2026-02-01T00:00:00").json()
+    assert naive["as_of"] == "2026-02-01T00:00:00Z"  # times without a zone are UTC
 
 
 def test_contact_metrics_after_a_refresh_have_scores_and_a_too_thin_flag(api: ApiClient, store: Any) -> None:

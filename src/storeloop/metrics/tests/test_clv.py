@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ApiClient
 
 from storeloop.contacts.models import Contact
+from storeloop.core.money import money_str
 from storeloop.metrics.clv import bgnbd, gamma_gamma
 from storeloop.metrics.clv.service import HORIZON_WEEKS, MIN_REPEAT_CUSTOMERS, predict
 from storeloop.metrics.models import ClvModel, ContactMetrics
@@ -131,7 +133,7 @@ def test_a_thin_store_is_flagged_too_thin(store: Any) -> None:
 
 
 @pytest.mark.django_db
-def test_a_store_with_enough_repeat_customers_gets_predictions(store: Any) -> None:
+def test_a_store_with_enough_repeat_customers_gets_predictions(store: Any, api: ApiClient) -> None:
     """Customers drawn from both models (per-day purchase rate, drop-out and mean spend of
     their own), written straight to the mirror as a backfill does; then recompute and refit."""
     rng = random.Random(11)
@@ -177,3 +179,9 @@ def test_a_store_with_enough_repeat_customers_gets_predictions(store: Any) -> No
     purchases = bgnbd.expected_purchases(HORIZON_WEEKS, x, t_x, age, bgnbd.BgNbdParams(r, alpha, a, b))
     spend = gamma_gamma.expected_spend(x, m, gamma_gamma.GammaGammaParams(p, q, gamma))
     assert prediction.clv_12m == Decimal(repr(purchases * spend)).quantize(Decimal("0.01"))
+    body = api.get(f"/api/v1/contacts/{loyal.contact_id}/metrics", as_of="2025-12-31T00:00:00Z").json()
+    [figures] = body["currencies"]
+    assert figures["prediction_quality"] == "ok"
+    assert figures["predicted_clv_12m"] == money_str(prediction.clv_12m)
+    assert figures["expected_purchases_12m"] == prediction.expected_purchases_12m
+    assert figures["probability_alive"] == prediction.probability_alive
