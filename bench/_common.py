@@ -182,9 +182,6 @@ class ServerProcess:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.pgid, signal.SIGKILL)
                 self.proc.wait()
-        # Workers may outlive a killed master for a moment; the group is ours alone.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pgid, signal.SIGKILL)
         self._log.close()
 
     def log_tail(self, chars: int = 3000) -> str:
