@@ -75,9 +75,7 @@ def test_replay_action(admin_client: Client, store: Any) -> None:
     )
     drain()
     row = InboxDelivery.objects.get()
-    response = admin_client.post(
-        "/admin/inbox/inboxdelivery/", {"action": "replay", "_selected_action": [row.pk]}
-    )
+    response = admin_client.post("/admin/inbox/inboxdelivery/", {"action": "replay", "_selected_action": [row.pk]})
     assert response.status_code == 302
     row.refresh_from_db()
     assert row.status == "received"
@@ -92,9 +90,7 @@ def test_dead_letter_retry_action(admin_client: Client, tmp_path: Path) -> None:
     drain()
     task = DBTaskResult.objects.get()
     assert task.status == TaskResultStatus.FAILED
-    response = admin_client.post(
-        "/admin/core/deadletter/", {"action": "retry", "_selected_action": [str(task.pk)]}
-    )
+    response = admin_client.post("/admin/core/deadletter/", {"action": "retry", "_selected_action": [str(task.pk)]})
     assert response.status_code == 302
     task.refresh_from_db()
     assert task.status == TaskResultStatus.READY

@@ -98,9 +98,7 @@ def test_order_shape(api: ApiClient, store: Any) -> None:
     assert item["date_created"] == "2026-03-01T12:00:00Z"
     assert item["payment_method"] == "cod"
     assert item["contact"] == {"id": order.contact_id, "email": "ann@example.com", "phone": "+447700900123"}
-    assert item["lines"] == [
-        {"product_external_id": 93, "name": "Mug", "sku": "", "quantity": 2, "total": "40.00"}
-    ]
+    assert item["lines"] == [{"product_external_id": 93, "name": "Mug", "sku": "", "quantity": 2, "total": "40.00"}]
     detail = api.get(f"/api/v1/orders/{order.pk}").json()
     assert detail["external_id"] == 727
     assert detail["refunds"] == []
@@ -167,18 +165,14 @@ def test_merge_through_the_api(api: ApiClient, store: Any) -> None:
     with transaction.atomic():
         b = resolve_contact(store, PersonData.from_raw(email="b@example.com", phone=None, country="GB"))
     assert b is not None
-    response = api.post(
-        f"/api/v1/contacts/{a.contact_id}/merge", {"source_id": b.pk, "reason": "same person"}
-    )
+    response = api.post(f"/api/v1/contacts/{a.contact_id}/merge", {"source_id": b.pk, "reason": "same person"})
     assert response.status_code == 200
     assert response.json()["moved_identities"] == 1
     missing_reason = api.post(f"/api/v1/contacts/{a.contact_id}/merge", {"source_id": b.pk})
     assert missing_reason.status_code == 422
 
 
-def test_health_shows_queue_and_only_this_stores_webhooks(
-    api: ApiClient, store: Any, other_store: Any
-) -> None:
+def test_health_shows_queue_and_only_this_stores_webhooks(api: ApiClient, store: Any, other_store: Any) -> None:
     from storeloop.stores.models import StoreWebhook
 
     StoreWebhook.objects.create(store=store, topic="order.updated", external_id=1, state="disabled")

@@ -101,9 +101,7 @@ def test_wrong_credentials_are_refused_and_nothing_is_stored(shop: FakeWooShop, 
     assert shop.webhooks == []
 
 
-def test_orders_flow_in_through_webhooks_despite_duplicates_and_reordering(
-    connected: Store, shop: FakeWooShop
-) -> None:
+def test_orders_flow_in_through_webhooks_despite_duplicates_and_reordering(connected: Store, shop: FakeWooShop) -> None:
     shop.faults.update({"duplicate_rate": 1.0, "reorder_rate": 0.5})
     ids = [shop.create_order()["id"] for _ in range(5)]
     shop.set_status(ids[0], "completed")

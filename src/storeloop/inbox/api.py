@@ -57,11 +57,7 @@ def list_deliveries(
     limit: int = 50,
     offset: int = 0,
 ) -> DeliveryPage:
-    qs = (
-        InboxDelivery.objects.filter(store=request_store(request))
-        .defer("body")
-        .order_by("-received_at", "-id")
-    )
+    qs = InboxDelivery.objects.filter(store=request_store(request)).defer("body").order_by("-received_at", "-id")
     if status:
         qs = qs.filter(status=status)
     if topic:

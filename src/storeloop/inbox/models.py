@@ -34,9 +34,7 @@ class InboxDelivery(models.Model):
             # A redelivery of the same delivery is a no-op: the insert conflicts and is dropped.
             # The body hash is part of the key because WooCommerce derives the delivery id from
             # (webhook id, unix second): two different orders changed in the same second share it.
-            models.UniqueConstraint(
-                fields=["source", "store", "delivery_id", "body_hash"], name="delivery_once"
-            ),
+            models.UniqueConstraint(fields=["source", "store", "delivery_id", "body_hash"], name="delivery_once"),
         ]
         indexes = [models.Index(fields=["store", "status", "received_at"])]
 

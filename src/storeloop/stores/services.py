@@ -70,9 +70,7 @@ def add_store(
                 f"the shop refused the credentials: {exc}", code="shop_credentials_rejected"
             ) from None
         except WooCommerceError as exc:
-            raise ValidationError(
-                f"could not reach the shop's REST API: {exc}", code="shop_unreachable"
-            ) from None
+            raise ValidationError(f"could not reach the shop's REST API: {exc}", code="shop_unreachable") from None
     with transaction.atomic(durable=True):
         store.save()
     if register_webhooks:
@@ -175,6 +173,4 @@ def authenticate_api_key(presented: str) -> ApiKey | None:
 
 
 def revoke_api_key(*, prefix: str) -> bool:
-    return bool(
-        ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).update(revoked_at=timezone.now())
-    )
+    return bool(ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).update(revoked_at=timezone.now()))

@@ -35,9 +35,7 @@ def store_webhook_health(store: Store) -> dict[str, Any]:
             }
             for h in hooks
         ],
-        "inbox_pending": InboxDelivery.objects.filter(
-            store=store, status=InboxDelivery.Status.RECEIVED
-        ).count(),
+        "inbox_pending": InboxDelivery.objects.filter(store=store, status=InboxDelivery.Status.RECEIVED).count(),
         "inbox_failed": InboxDelivery.objects.filter(store=store, status=InboxDelivery.Status.FAILED).count(),
     }
 

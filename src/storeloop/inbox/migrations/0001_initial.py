@@ -17,9 +17,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 ("source", models.CharField(max_length=30)),
                 ("topic", models.CharField(max_length=100)),
@@ -57,9 +55,7 @@ class Migration(migrations.Migration):
             options={
                 "verbose_name_plural": "inbox deliveries",
                 "indexes": [
-                    models.Index(
-                        fields=["store", "status", "received_at"], name="inbox_inbox_store_i_81a2f0_idx"
-                    )
+                    models.Index(fields=["store", "status", "received_at"], name="inbox_inbox_store_i_81a2f0_idx")
                 ],
                 "constraints": [
                     models.UniqueConstraint(

@@ -13,9 +13,7 @@ pytestmark = pytest.mark.django_db
 
 
 def post(store_id: int, body: bytes, headers: dict[str, str], content_type: str = "application/json") -> Any:
-    return Client().post(
-        f"/webhooks/woocommerce/{store_id}", body, content_type=content_type, headers=headers
-    )
+    return Client().post(f"/webhooks/woocommerce/{store_id}", body, content_type=content_type, headers=headers)
 
 
 def nothing_written() -> None:

@@ -471,9 +471,7 @@ class WooCommerceClient:
         params: dict[str, Any] = {"orderby": "id", "order": "asc"}
         if status:
             params["status"] = status
-        return list(
-            self._iter_pages(lambda page: self._list_page("/webhooks", params, parse_webhook, page, 100))
-        )
+        return list(self._iter_pages(lambda page: self._list_page("/webhooks", params, parse_webhook, page, 100)))
 
     def create_webhook(
         self, *, name: str, topic: str, delivery_url: str, secret: str, status: str = "active"

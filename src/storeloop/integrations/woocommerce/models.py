@@ -187,9 +187,7 @@ def _int(d: Mapping[str, Any], key: str, path: str, default: Any = _MISSING) -> 
     raise _bad(f"{path}.{key}", f"expected an integer, got {_type_name(value)}")
 
 
-def _str(
-    d: Mapping[str, Any], key: str, path: str, default: str | None = "", *, lenient: bool = False
-) -> str:
+def _str(d: Mapping[str, Any], key: str, path: str, default: str | None = "", *, lenient: bool = False) -> str:
     value = d.get(key, _MISSING)
     if value is _MISSING or value is None:
         if default is None:
@@ -357,9 +355,7 @@ def parse_order(data: Any) -> WooOrder:
         payment_method=_str(d, "payment_method", p),
         payment_method_title=_str(d, "payment_method_title", p),
         meta_data=_meta(d, p),
-        line_items=tuple(
-            _line_item(li, f"{p}.line_items[{i}]") for i, li in enumerate(_list(d, "line_items", p))
-        ),
+        line_items=tuple(_line_item(li, f"{p}.line_items[{i}]") for i, li in enumerate(_list(d, "line_items", p))),
         refunds=tuple(_refund(r, f"{p}.refunds[{i}]") for i, r in enumerate(_list(d, "refunds", p))),
         raw=dict(d),
     )

@@ -17,18 +17,14 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
                 ("updated_at", models.DateTimeField(auto_now=True)),
                 ("name", models.CharField(max_length=200)),
                 (
                     "url",
-                    models.URLField(
-                        help_text="The shop's home URL, e.g. https://shop.example", max_length=500
-                    ),
+                    models.URLField(help_text="The shop's home URL, e.g. https://shop.example", max_length=500),
                 ),
                 ("consumer_key", storeloop.core.crypto.EncryptedTextField()),
                 ("consumer_secret", storeloop.core.crypto.EncryptedTextField()),
@@ -62,9 +58,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
                 ("updated_at", models.DateTimeField(auto_now=True)),
@@ -91,9 +85,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
                 ),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
                 ("updated_at", models.DateTimeField(auto_now=True)),
@@ -126,9 +118,7 @@ class Migration(migrations.Migration):
                 ),
             ],
             options={
-                "constraints": [
-                    models.UniqueConstraint(fields=("store", "topic"), name="store_webhook_topic_once")
-                ],
+                "constraints": [models.UniqueConstraint(fields=("store", "topic"), name="store_webhook_topic_once")],
             },
         ),
     ]

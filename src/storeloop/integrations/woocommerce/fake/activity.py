@@ -101,11 +101,7 @@ class ActivityStream:
             remaining = Decimal(str(order["total"])) - refunded
             if remaining <= 0:
                 continue
-            amount = (
-                remaining
-                if self._rng.random() < 0.3
-                else (remaining * Decimal("0.3")).quantize(Decimal("0.01"))
-            )
+            amount = remaining if self._rng.random() < 0.3 else (remaining * Decimal("0.3")).quantize(Decimal("0.01"))
             if amount > 0:
                 self._shop.refund_order(
                     int(str(order["id"])), amount, self._rng.choice(("", "Damaged", "Late delivery"))

@@ -145,9 +145,7 @@ def build_catalogue(rng: random.Random, created_ts: int, tz: tzinfo) -> tuple[li
         kind = "variable" if axis else "simple"
         sku = f"SL-{index + 1:03d}" if status == "publish" else ""
         ts = created_ts + index * 3600
-        parent = Product(
-            _product_data(pid, name, sku, kind, status, price, sale, category, flags, 0), ts, ts + 86400
-        )
+        parent = Product(_product_data(pid, name, sku, kind, status, price, sale, category, flags, 0), ts, ts + 86400)
         products.append(parent)
         if axis is None:
             if parent.data["purchasable"]:

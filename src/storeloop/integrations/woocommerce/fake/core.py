@@ -196,9 +196,7 @@ class ShopCore:
         )
         links = self._links("orders", record.id)
         if record.data["customer_id"]:
-            links["customer"] = [
-                {"href": f"{self.site_url}{API_PREFIX}/customers/{record.data['customer_id']}"}
-            ]
+            links["customer"] = [{"href": f"{self.site_url}{API_PREFIX}/customers/{record.data['customer_id']}"}]
         out["_links"] = links
         return out
 

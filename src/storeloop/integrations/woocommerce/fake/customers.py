@@ -41,9 +41,7 @@ class CustomerDirectory:
         self.next_id = CUSTOMER_BASE_ID + self.count
         self._name_order: list[int] | None = None
 
-    def build(
-        self, person: Person, customer_id: int, created_ts: int, modified_ts: int | None
-    ) -> CustomerRecord:
+    def build(self, person: Person, customer_id: int, created_ts: int, modified_ts: int | None) -> CustomerRecord:
         username = re.sub(r"[^a-z0-9._-]", "", person.email.split("@")[0].lower()) or f"user{customer_id}"
         billing = billing_of(person, None)
         data: dict[str, Any] = {
@@ -97,9 +95,7 @@ class CustomerDirectory:
 
     def ids(self) -> list[int]:
         """All existing customer ids, ascending."""
-        generated = [
-            i for i in range(CUSTOMER_BASE_ID, CUSTOMER_BASE_ID + self.count) if i not in self.deleted
-        ]
+        generated = [i for i in range(CUSTOMER_BASE_ID, CUSTOMER_BASE_ID + self.count) if i not in self.deleted]
         extra = sorted(i for i in self.records if i >= CUSTOMER_BASE_ID + self.count)
         return generated + extra
 
@@ -117,8 +113,6 @@ class CustomerDirectory:
             for customer_id in self.ids():
                 record = self.get(customer_id)
                 if record is not None:
-                    names.append(
-                        (f"{record.data['first_name']} {record.data['last_name']}".lower(), customer_id)
-                    )
+                    names.append((f"{record.data['first_name']} {record.data['last_name']}".lower(), customer_id))
             self._name_order = [customer_id for _, customer_id in sorted(names)]
         return self._name_order

@@ -61,8 +61,7 @@ class ShopMutations(ShopCore):
             now = self.now()
             webhook = WebhookState(
                 id=next(self._webhook_ids),
-                name=name
-                or f"Webhook created on {datetime.fromtimestamp(now, self.tz):%b %d, %Y @ %I:%M %p}",
+                name=name or f"Webhook created on {datetime.fromtimestamp(now, self.tz):%b %d, %Y @ %I:%M %p}",
                 status=status,
                 topic=topic,
                 delivery_url=delivery_url,
@@ -162,14 +161,10 @@ class ShopMutations(ShopCore):
             rng = self._rng
             if "customer_id" in overrides:
                 customer_id = int(overrides["customer_id"] or 0)
-                person = (
-                    self._person_for(customer_id) if customer_id else make_person(rng, self._next_order_id)
-                )
+                person = self._person_for(customer_id) if customer_id else make_person(rng, self._next_order_id)
             elif rng.random() < 0.55:
                 customer_id = rng.choice(self.customers.ids()[:50] or [0])
-                person = (
-                    self._person_for(customer_id) if customer_id else make_person(rng, self._next_order_id)
-                )
+                person = self._person_for(customer_id) if customer_id else make_person(rng, self._next_order_id)
             else:
                 customer_id = 0
                 person = self._people.guest(rng.randrange(self._people.guest_count))
@@ -187,10 +182,7 @@ class ShopMutations(ShopCore):
                     {"status": "status is not valid."},
                 )
             if overrides.get("line_items"):
-                items = [
-                    (self._sellable(li), max(1, int(li.get("quantity") or 1)))
-                    for li in overrides["line_items"]
-                ]
+                items = [(self._sellable(li), max(1, int(li.get("quantity") or 1))) for li in overrides["line_items"]]
             else:
                 items = self._builder.pick_items(rng)
             now = self.now()
@@ -210,9 +202,7 @@ class ShopMutations(ShopCore):
                 coupon=bool(overrides.get("coupon", False)),
                 customer_note=str(overrides.get("customer_note", "")),
             )
-            self._apply_fields(
-                record, {k: v for k, v in overrides.items() if k in _EDITABLE and k != "status"}
-            )
+            self._apply_fields(record, {k: v for k, v in overrides.items() if k in _EDITABLE and k != "status"})
             if overrides.get("set_paid"):
                 self._mark_paid(record, now)
             self.orders.add(record)
@@ -349,9 +339,7 @@ class ShopMutations(ShopCore):
                 self.orders.remove(order_id)
                 return body
             if record.status == "trash":
-                raise ShopError(
-                    410, "woocommerce_rest_already_trashed", "The order has already been deleted."
-                )
+                raise ShopError(410, "woocommerce_rest_already_trashed", "The order has already been deleted.")
             record.prev_status = record.status
             record.data["status"] = "trash"
             self._touch(record)
@@ -376,9 +364,7 @@ class ShopMutations(ShopCore):
         """Register a customer (unique email); fires ``customer.created``."""
         with self._lock:
             if not email or "@" not in email:
-                raise ShopError(
-                    400, "registration-error-invalid-email", "Please provide a valid email address."
-                )
+                raise ShopError(400, "registration-error-invalid-email", "Please provide a valid email address.")
             if self.customers.find_email(email) is not None:
                 raise ShopError(
                     400,

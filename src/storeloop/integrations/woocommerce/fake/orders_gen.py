@@ -138,9 +138,7 @@ class OrderBuilder:
                     "subtotal_tax": money(subtotal_tax),
                     "total": money(total),
                     "total_tax": money(total_tax),
-                    "taxes": [{"id": 1, "total": money(total_tax), "subtotal": money(subtotal_tax)}]
-                    if rate
-                    else [],
+                    "taxes": [{"id": 1, "total": money(total_tax), "subtotal": money(subtotal_tax)}] if rate else [],
                     "meta_data": [],
                     "sku": sellable.sku,
                     "price": float(total / qty),  # a JSON number in WooCommerce, unlike the money strings
@@ -151,9 +149,7 @@ class OrderBuilder:
         items_total = sum((Decimal(li["total"]) for li in lines), Decimal(0))
         cart_tax = sum((Decimal(li["total_tax"]) for li in lines), Decimal(0))
         discount = sum((Decimal(li["subtotal"]) - Decimal(li["total"]) for li in lines), Decimal(0))
-        discount_tax = sum(
-            (Decimal(li["subtotal_tax"]) - Decimal(li["total_tax"]) for li in lines), Decimal(0)
-        )
+        discount_tax = sum((Decimal(li["subtotal_tax"]) - Decimal(li["total_tax"]) for li in lines), Decimal(0))
         shipping_lines: list[dict[str, Any]] = []
         shipping_total = shipping_tax = Decimal(0)
         if not all(s.virtual for s, _ in items):
@@ -210,12 +206,8 @@ class OrderBuilder:
         )
         refunds: list[dict[str, Any]] = []
         if refund != "none" and grand_total > 0:
-            amount = (
-                grand_total if refund == "full" else max(Decimal("0.01"), q2(grand_total * Decimal("0.25")))
-            )
-            refunds.append(
-                {"id": refund_id, "reason": rng.choice(_REFUND_REASONS), "total": "-" + money(amount)}
-            )
+            amount = grand_total if refund == "full" else max(Decimal("0.01"), q2(grand_total * Decimal("0.25")))
+            refunds.append({"id": refund_id, "reason": rng.choice(_REFUND_REASONS), "total": "-" + money(amount)})
         order_key = "wc_order_" + _alnum(rng, 13)
         transaction_id = {
             "stripe": "ch_" + _alnum(rng, 24),
@@ -250,9 +242,7 @@ class OrderBuilder:
             "shipping": shipping_of(person),
             "payment_method": payment_method,
             "payment_method_title": PAYMENT_TITLES.get(payment_method, payment_method),
-            "transaction_id": transaction_id.get(payment_method, "")
-            if status not in ("pending", "failed")
-            else "",
+            "transaction_id": transaction_id.get(payment_method, "") if status not in ("pending", "failed") else "",
             "date_paid": None,
             "date_paid_gmt": None,
             "date_completed": None,

@@ -39,9 +39,7 @@ class QueryParams:
             raise invalid_param(name, f"{name} is not of type integer.") from None
         if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
             if maximum is not None:
-                raise invalid_param(
-                    name, f"{name} must be between {minimum} (inclusive) and {maximum} (inclusive)"
-                )
+                raise invalid_param(name, f"{name} must be between {minimum} (inclusive) and {maximum} (inclusive)")
             raise invalid_param(name, f"{name} must be greater than or equal to {minimum}")
         return value
 
@@ -91,16 +89,10 @@ class QueryParams:
 
 def cannot_error(method: str, *, collection: bool) -> ShopError:
     if method == "GET":
-        message = (
-            "Sorry, you cannot list resources." if collection else "Sorry, you cannot view this resource."
-        )
+        message = "Sorry, you cannot list resources." if collection else "Sorry, you cannot view this resource."
         return ShopError(401, "woocommerce_rest_cannot_view", message)
     if method == "DELETE":
-        return ShopError(
-            401, "woocommerce_rest_cannot_delete", "Sorry, you are not allowed to delete this resource."
-        )
+        return ShopError(401, "woocommerce_rest_cannot_delete", "Sorry, you are not allowed to delete this resource.")
     if method == "POST" and collection:
-        return ShopError(
-            401, "woocommerce_rest_cannot_create", "Sorry, you are not allowed to create resources."
-        )
+        return ShopError(401, "woocommerce_rest_cannot_create", "Sorry, you are not allowed to create resources.")
     return ShopError(401, "woocommerce_rest_cannot_edit", "Sorry, you are not allowed to edit this resource.")

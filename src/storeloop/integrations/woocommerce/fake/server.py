@@ -42,8 +42,7 @@ _FATAL = {
     "additional_errors": [],
 }
 _PROXY_PAGE = (
-    "<html><head><title>{0}</title></head><body><center><h1>{0}</h1></center>"
-    "<hr><center>nginx</center></body></html>"
+    "<html><head><title>{0}</title></head><body><center><h1>{0}</h1></center><hr><center>nginx</center></body></html>"
 )
 _REASONS = {502: "502 Bad Gateway", 503: "503 Service Temporarily Unavailable"}
 
@@ -168,9 +167,7 @@ class _Handler(BaseHTTPRequestHandler):
             header = self.headers.get("Authorization") or ""
             if header[:6].lower() == "basic ":
                 try:
-                    user, _, password = (
-                        base64.b64decode(header[6:].strip(), validate=True).decode().partition(":")
-                    )
+                    user, _, password = base64.b64decode(header[6:].strip(), validate=True).decode().partition(":")
                 except (binascii.Error, UnicodeDecodeError):
                     user = password = ""
                 if user and password:
@@ -201,9 +198,7 @@ class _Handler(BaseHTTPRequestHandler):
             if match is None:
                 continue
             handler = methods.get(
-                "PUT"
-                if method in ("POST", "PATCH") and "PUT" in methods and "POST" not in methods
-                else method
+                "PUT" if method in ("POST", "PATCH") and "PUT" in methods and "POST" not in methods else method
             )
             if handler is None:
                 break
@@ -219,13 +214,9 @@ class _Handler(BaseHTTPRequestHandler):
         headers = [("X-WP-Total", str(total)), ("X-WP-TotalPages", str(total_pages))]
         if page > 1:
             prev_page = min(page - 1, total_pages)
-            headers.append(
-                ("Link", f'<{base}?{urlencode([*original, ("page", str(prev_page))])}>; rel="prev"')
-            )
+            headers.append(("Link", f'<{base}?{urlencode([*original, ("page", str(prev_page))])}>; rel="prev"'))
         if total_pages > page:
-            headers.append(
-                ("Link", f'<{base}?{urlencode([*original, ("page", str(page + 1))])}>; rel="next"')
-            )
+            headers.append(("Link", f'<{base}?{urlencode([*original, ("page", str(page + 1))])}>; rel="next"'))
         return 200, items, headers
 
     # --- orders ------------------------------------------------------------------------------------
@@ -336,9 +327,7 @@ class _Handler(BaseHTTPRequestHandler):
             before=query.date("before"),
             modified_after=query.date("modified_after"),
             modified_before=query.date("modified_before"),
-            orderby=query.choice(
-                "orderby", "date", {"date", "id", "include", "title", "slug", "modified", "price"}
-            ),
+            orderby=query.choice("orderby", "date", {"date", "id", "include", "title", "slug", "modified", "price"}),
             order=query.choice("order", "desc", {"asc", "desc"}),
             offset=offset,
             limit=per_page,
@@ -405,9 +394,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif path == "/orders" and method == "POST":
                 status, payload = 201, shop.create_order(**body)
             elif (m := re.fullmatch(r"/orders/(\d+)/refunds", path)) and method == "POST":
-                payload = shop.refund_order(
-                    int(m[1]), str(body.get("amount", "0")), str(body.get("reason", ""))
-                )
+                payload = shop.refund_order(int(m[1]), str(body.get("amount", "0")), str(body.get("reason", "")))
             elif (m := re.fullmatch(r"/orders/(\d+)/status", path)) and method == "POST":
                 payload = shop.set_status(int(m[1]), str(body.get("status", "")))
             elif path == "/flush" and method == "POST":

@@ -180,9 +180,7 @@ class FakeWooShop(ShopMutations):
                 "price": lambda p: (Decimal(p.data["price"] or 0), p.id),
                 "include": lambda p: position.get(p.id, 0),
             }
-            total, page = self._page(
-                found, keys.get(orderby, lambda p: (p.created_ts, p.id)), order, offset, limit
-            )
+            total, page = self._page(found, keys.get(orderby, lambda p: (p.created_ts, p.id)), order, offset, limit)
             return total, [self.product_json(p) for p in page]
 
     def list_webhooks(
@@ -205,9 +203,7 @@ class FakeWooShop(ShopMutations):
                 "id": lambda w: w.id,
                 "title": lambda w: (w.name.lower(), w.id),
             }
-            total, page = self._page(
-                found, keys.get(orderby, lambda w: (w.created_ts, w.id)), order, offset, limit
-            )
+            total, page = self._page(found, keys.get(orderby, lambda w: (w.created_ts, w.id)), order, offset, limit)
             return total, [self.webhook_json(w) for w in page]
 
     # --- activity ----------------------------------------------------------------------------------

@@ -210,8 +210,7 @@ class OrderStore:
             lazy_key = lambda i: (h.created_ts(i), h.base_id + i)  # noqa: E731
         # Merged (ascending) position of each materialised order.
         positions = [
-            n + bisect.bisect_left(view, sort_key(r), lo, hi, key=lazy_key) - lo
-            for n, r in enumerate(materialised)
+            n + bisect.bisect_left(view, sort_key(r), lo, hi, key=lazy_key) - lo for n, r in enumerate(materialised)
         ]
         total = (hi - lo) + len(materialised)
         page: list[OrderRecord] = []
@@ -226,11 +225,7 @@ class OrderStore:
 
     def _query_small(self, q: OrderQuery) -> tuple[int, list[OrderRecord]]:
         assert q.include is not None
-        found = [
-            r
-            for r in (self.get(i) for i in dict.fromkeys(q.include))
-            if r is not None and self._matches(r, q)
-        ]
+        found = [r for r in (self.get(i) for i in dict.fromkeys(q.include)) if r is not None and self._matches(r, q)]
         found.sort(key=self._sort_key(q), reverse=q.order == "desc" and q.orderby != "include")
         return len(found), found[q.offset : q.offset + q.limit]
 

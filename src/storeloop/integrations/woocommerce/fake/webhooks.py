@@ -228,11 +228,7 @@ class Dispatcher:
             if job is None:  # stop()
                 return
             faults = self._faults()
-            if (
-                faults.reorder_rate
-                and job.resource_id is not None
-                and self._rng.random() < faults.reorder_rate
-            ):
+            if faults.reorder_rate and job.resource_id is not None and self._rng.random() < faults.reorder_rate:
                 # Hold this one back; whatever comes next (within the hold time) goes first.
                 try:
                     following = self._queue.get(timeout=self._reorder_hold)
@@ -285,17 +281,13 @@ class Dispatcher:
     def _deliver(self, job: _Job) -> None:
         webhook = self._get_webhook(job.webhook_id)
         if webhook is None:  # deleted meanwhile
-            self._record(
-                DeliveryRecord(job.webhook_id, job.topic, job.resource_id, None, None, None, "skipped")
-            )
+            self._record(DeliveryRecord(job.webhook_id, job.topic, job.resource_id, None, None, None, "skipped"))
             return
         faults = self._faults()
         assert job.resource_id is not None
         if faults.drop_rate and self._rng.random() < faults.drop_rate:
             self._record(
-                DeliveryRecord(
-                    job.webhook_id, job.topic, job.resource_id, None, None, None, "dropped", at=time.time()
-                )
+                DeliveryRecord(job.webhook_id, job.topic, job.resource_id, None, None, None, "dropped", at=time.time())
             )
             return
         copies = 2 if faults.duplicate_rate and self._rng.random() < faults.duplicate_rate else 1

@@ -47,9 +47,7 @@ def test_iter_orders_follows_every_page_once(shop: FakeWooShop, client: WooComme
     assert [(r.method, r.path, r.status) for r in shop.requests] == [("GET", "/orders", 200)] * 3
 
 
-def test_modified_after_is_exclusive_and_combines_with_before(
-    shop: FakeWooShop, client: WooCommerceClient
-) -> None:
+def test_modified_after_is_exclusive_and_combines_with_before(shop: FakeWooShop, client: WooCommerceClient) -> None:
     cutoff = client.get_order(1200).date_modified_gmt
     after = client.list_orders_page(1, 100, modified_after=cutoff)
     assert after.total == 49
@@ -61,9 +59,7 @@ def test_modified_after_is_exclusive_and_combines_with_before(
     assert all(o.date_modified_gmt > cutoff for o in after.items)
 
 
-def test_changed_order_moves_to_the_end_of_the_modified_order(
-    shop: FakeWooShop, client: WooCommerceClient
-) -> None:
+def test_changed_order_moves_to_the_end_of_the_modified_order(shop: FakeWooShop, client: WooCommerceClient) -> None:
     cutoff = client.get_order(1249).date_modified_gmt
     shop.set_status(1003, "cancelled")
     page = client.list_orders_page(1, 100, modified_after=cutoff)
@@ -122,9 +118,7 @@ def test_query_string_auth(shop: FakeWooShop) -> None:
         assert query_client.get_order(1001).id == 1001
 
 
-def test_query_auth_secret_never_reaches_the_httpx_log(
-    shop: FakeWooShop, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_query_auth_secret_never_reaches_the_httpx_log(shop: FakeWooShop, caplog: pytest.LogCaptureFixture) -> None:
     with (
         caplog.at_level(logging.INFO, logger="httpx"),
         WooCommerceClient(shop.url, "ck_test", "cs_test", auth="query") as query_client,
@@ -171,9 +165,7 @@ def test_no_credentials(shop: FakeWooShop) -> None:
     response = httpx.get(f"{shop.api_url}/orders")
     assert response.status_code == 401
     assert response.json()["code"] == "woocommerce_rest_cannot_view"
-    assert (
-        httpx.get(f"{shop.api_url}/orders/1000").json()["message"] == "Sorry, you cannot view this resource."
-    )
+    assert httpx.get(f"{shop.api_url}/orders/1000").json()["message"] == "Sorry, you cannot view this resource."
 
 
 def test_not_found_is_terminal_and_not_retried(
@@ -245,15 +237,11 @@ def test_post_is_not_retried_after_a_500(shop: FakeWooShop, client: WooCommerceC
     shop.clear_requests()
     shop.faults.fail_next, shop.faults.fail_next_status = 1, 500
     with pytest.raises(WooTransientError):
-        client.create_webhook(
-            name="x", topic="order.created", delivery_url="http://127.0.0.1:9/x", secret="s"
-        )
+        client.create_webhook(name="x", topic="order.created", delivery_url="http://127.0.0.1:9/x", secret="s")
     assert statuses(shop) == [500]
     assert shop.webhooks == []
     shop.faults.fail_next, shop.faults.fail_next_status = 1, 429
-    hook = client.create_webhook(
-        name="x", topic="order.created", delivery_url="http://127.0.0.1:9/x", secret="s"
-    )
+    hook = client.create_webhook(name="x", topic="order.created", delivery_url="http://127.0.0.1:9/x", secret="s")
     assert statuses(shop)[1:] == [429, 201]
     assert [w["id"] for w in shop.webhooks] == [hook.id]
 
@@ -281,9 +269,7 @@ def test_connection_refused_is_transient() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with (
-        WooCommerceClient(
-            f"http://127.0.0.1:{port}", "ck", "cs", max_retries=1, sleep=lambda _: None
-        ) as dead,
+        WooCommerceClient(f"http://127.0.0.1:{port}", "ck", "cs", max_retries=1, sleep=lambda _: None) as dead,
         pytest.raises(WooTransientError) as caught,
     ):
         dead.check_credentials()
@@ -333,9 +319,7 @@ def test_customers_and_products(client: WooCommerceClient) -> None:
 def test_odd_bodies_via_mock_transport() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/orders/1"):
-            return httpx.Response(
-                200, content=b"<html>Under maintenance</html>", headers={"Content-Type": "text/html"}
-            )
+            return httpx.Response(200, content=b"<html>Under maintenance</html>", headers={"Content-Type": "text/html"})
         if request.url.path.endswith("/orders/2"):
             body = b'\xef\xbb\xbf{"id":2,"status":"pending","currency":"EUR","total":"1.00",'
             body += b'"date_created_gmt":"2024-01-01T00:00:00","date_modified_gmt":"2024-01-01T00:00:00"}'
@@ -343,9 +327,7 @@ def test_odd_bodies_via_mock_transport() -> None:
         # A list without paging headers (stripped by a proxy).
         return httpx.Response(200, json=[], headers={})
 
-    with WooCommerceClient(
-        "https://shop.example", "ck", "cs", transport=httpx.MockTransport(handler)
-    ) as mocked:
+    with WooCommerceClient("https://shop.example", "ck", "cs", transport=httpx.MockTransport(handler)) as mocked:
         with pytest.raises(WooPayloadError, match="non-JSON"):
             mocked.get_order(1)
         assert mocked.get_order(2).id == 2  # UTF-8 BOM before the JSON

@@ -53,14 +53,10 @@ def test_dates_without_zone_use_site_time_unless_gmt() -> None:
         target = dense.get_order(90_000)
         url = f"{dense.api_url}/orders"
         expected = str(100_000 - (90_000 - 1000) - 1)
-        gmt = httpx.get(
-            url, params={"modified_after": target["date_modified_gmt"], "dates_are_gmt": "1"}, auth=AUTH
-        )
+        gmt = httpx.get(url, params={"modified_after": target["date_modified_gmt"], "dates_are_gmt": "1"}, auth=AUTH)
         local = httpx.get(url, params={"modified_after": target["date_modified"]}, auth=AUTH)
         assert gmt.headers["x-wp-total"] == local.headers["x-wp-total"] == expected
-        misread = httpx.get(
-            url, params={"modified_after": target["date_modified"], "dates_are_gmt": "true"}, auth=AUTH
-        )
+        misread = httpx.get(url, params={"modified_after": target["date_modified"], "dates_are_gmt": "true"}, auth=AUTH)
         assert int(misread.headers["x-wp-total"]) < int(expected)  # site time read as UTC: hours off
 
 
@@ -69,9 +65,7 @@ def test_trash_then_permanent_delete(shop: FakeWooShop) -> None:
     trashed = httpx.delete(url, auth=AUTH)
     assert (trashed.status_code, trashed.json()["status"]) == (200, "trash")
     assert httpx.delete(url, auth=AUTH).json()["code"] == "woocommerce_rest_already_trashed"
-    listed = httpx.get(
-        f"{shop.api_url}/orders", params={"per_page": 100, "orderby": "id", "order": "asc"}, auth=AUTH
-    )
+    listed = httpx.get(f"{shop.api_url}/orders", params={"per_page": 100, "orderby": "id", "order": "asc"}, auth=AUTH)
     assert listed.headers["x-wp-total"] == "249"
     in_trash = httpx.get(f"{shop.api_url}/orders", params={"status": "trash"}, auth=AUTH)
     assert [o["id"] for o in in_trash.json()] == [1005]
@@ -130,9 +124,7 @@ def test_order_json_shape(shop: FakeWooShop) -> None:
     assert isinstance(item["subtotal"], str)
     assert order["_links"]["self"][0]["href"] == f"{shop.api_url}/orders/1042"
     line_total = sum(Decimal(li["total"]) for li in order["line_items"])
-    assert line_total + Decimal(order["shipping_total"]) + Decimal(order["total_tax"]) == Decimal(
-        order["total"]
-    )
+    assert line_total + Decimal(order["shipping_total"]) + Decimal(order["total_tax"]) == Decimal(order["total"])
 
 
 def test_generated_data_is_messy_like_real_shops() -> None:
@@ -171,9 +163,7 @@ def test_unicode_is_php_escaped_on_the_wire(shop: FakeWooShop) -> None:
 
 
 def test_control_api(shop: FakeWooShop) -> None:
-    created = httpx.post(
-        f"{shop.url}/__fake__/orders", json={"payment_method": "cod", "status": "processing"}
-    )
+    created = httpx.post(f"{shop.url}/__fake__/orders", json={"payment_method": "cod", "status": "processing"})
     assert created.status_code == 201
     assert created.json()["payment_method_title"] == "Cash on delivery"
     state = httpx.get(f"{shop.url}/__fake__/state").json()

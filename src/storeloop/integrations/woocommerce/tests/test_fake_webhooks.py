@@ -19,17 +19,11 @@ SECRET = "whsec-Zm9vYmFy"
 
 
 def hook(client: WooCommerceClient, receiver: Receiver, topic: str) -> int:
-    return client.create_webhook(
-        name=f"Storeloop {topic}", topic=topic, delivery_url=receiver.url, secret=SECRET
-    ).id
+    return client.create_webhook(name=f"Storeloop {topic}", topic=topic, delivery_url=receiver.url, secret=SECRET).id
 
 
-def test_create_sends_an_unsigned_form_ping(
-    shop: FakeWooShop, client: WooCommerceClient, receiver: Receiver
-) -> None:
-    webhook = client.create_webhook(
-        name="Storeloop", topic="order.created", delivery_url=receiver.url, secret=SECRET
-    )
+def test_create_sends_an_unsigned_form_ping(shop: FakeWooShop, client: WooCommerceClient, receiver: Receiver) -> None:
+    webhook = client.create_webhook(name="Storeloop", topic="order.created", delivery_url=receiver.url, secret=SECRET)
     assert webhook.status == "active"
     assert "secret" not in webhook.raw
     assert shop.flush()
@@ -95,9 +89,7 @@ def test_rest_update_fires_order_updated_built_at_send_time(
     assert payload["date_modified_gmt"] == updated.raw["date_modified_gmt"]
 
 
-def test_trash_restore_and_force_delete(
-    shop: FakeWooShop, client: WooCommerceClient, receiver: Receiver
-) -> None:
+def test_trash_restore_and_force_delete(shop: FakeWooShop, client: WooCommerceClient, receiver: Receiver) -> None:
     for topic in ("order.deleted", "order.restored"):
         hook(client, receiver, topic)
     shop.delete_order(1002)
