@@ -7,7 +7,6 @@ run ``storeloop keys rotate`` to re-encrypt every secret, then remove the old ke
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from functools import lru_cache
 from typing import Any
@@ -35,19 +34,6 @@ def decrypt(token: str) -> str:
         return fernet().decrypt(token.encode()).decode()
     except InvalidToken:
         raise ValueError("cannot decrypt a stored secret: none of STORELOOP_ENCRYPTION_KEYS matches it") from None
-
-
-def rotate(token: str) -> str:
-    """Re-encrypt ``token`` under the first (newest) key."""
-    return fernet().rotate(token.encode()).decode()
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def hmac_sha256_hex(key: str, data: bytes) -> str:
-    return hmac.new(key.encode(), data, hashlib.sha256).hexdigest()
 
 
 def constant_time_equals(a: str, b: str) -> bool:

@@ -12,7 +12,6 @@ import hashlib
 from decimal import Decimal
 
 import orjson
-from django.db import transaction
 from django.utils import timezone
 
 from storeloop.contacts.services import PersonData, resolve_contact
@@ -197,8 +196,3 @@ def apply_customer(store: Store, snapshot: WooCustomer) -> Applied:
     )
     contact = resolve_contact(store, person)
     return Applied.UPDATED if contact is not None else Applied.UNCHANGED
-
-
-def apply_order_in_own_transaction(store: Store, snapshot: WooOrder) -> Applied:
-    with transaction.atomic():
-        return apply_order(store, snapshot)

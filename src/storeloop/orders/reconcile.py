@@ -20,7 +20,7 @@ from storeloop.core.errors import NotFound
 from storeloop.integrations.woocommerce.client import WooCommercePort
 from storeloop.orders.mirror import apply_order
 from storeloop.orders.walk import walk_modified
-from storeloop.stores.models import Store, StoreWebhook
+from storeloop.stores.models import Store
 from storeloop.stores.services import ensure_webhooks
 from storeloop.stores.woo import client_for
 
@@ -77,7 +77,3 @@ def reconcile_store(store_id: int, *, client: WooCommercePort | None = None) -> 
             active.close()  # type: ignore[attr-defined]
     logger.info("reconciled store %s: %s", store.pk, result.as_dict())
     return result
-
-
-def webhook_states(store: Store) -> list[StoreWebhook]:
-    return list(StoreWebhook.objects.filter(store=store).order_by("topic"))
