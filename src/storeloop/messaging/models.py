@@ -77,6 +77,7 @@ class Message(models.Model):
         SUPPRESSED = "suppressed"  # the consent gate said no at send time
         UNKNOWN = "unknown"  # the worker died mid-call and the provider cannot tell us: never resent
         CANCELLED = "cancelled"
+        HELD = "held"  # its campaign is paused: not claimable until resumed (back to queued)
 
     store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="messages")
     contact = models.ForeignKey("contacts.Contact", on_delete=models.CASCADE, related_name="messages")
