@@ -89,7 +89,7 @@ def fake_shop() -> Iterator[Any]:
 def sqlite_or_pg_url() -> str:
     """The database URL of the test database, for subprocesses (workers) to use."""
     settings_dict = connection.settings_dict
-    if settings_dict["ENGINE"].endswith("sqlite3"):
+    if connection.vendor == "sqlite":
         return f"sqlite:///{settings_dict['NAME']}"
     host = settings_dict.get("HOST") or "127.0.0.1"
     port = settings_dict.get("PORT") or 5432

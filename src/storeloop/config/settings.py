@@ -94,13 +94,18 @@ TEMPLATES = [
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'storeloop.sqlite3'}")
 _db = dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
 if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # Writers queue on a file lock and WAL checkpoints run off the commit path (see the backend).
+    if env_bool("SQLITE_WRITE_QUEUE", True):
+        _db["ENGINE"] = "storeloop.core.sqlite_backend"
     _db["CONN_MAX_AGE"] = 0 if DATABASE_URL.endswith(":memory:") else 60
     _db["OPTIONS"] = {
         # IMMEDIATE takes the write lock at BEGIN, so two writers queue on the busy timeout instead
         # of failing half-way with "database is locked"; WAL lets readers run beside the writer.
         "transaction_mode": "IMMEDIATE",
         "timeout": env_int("SQLITE_BUSY_TIMEOUT", 20),
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+        # wal_autocheckpoint is only the safety net: the backend checkpoints in the background.
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; "
+        "PRAGMA wal_autocheckpoint=10000;",
     }
     _db["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
 DATABASES = {"default": _db}

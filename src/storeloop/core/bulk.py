@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from django.db import connection, models
@@ -31,30 +33,60 @@ def _converter(field: models.Field[Any, Any]) -> Converter | None:
         return lambda v: None if v is None else adapt(v)
     if isinstance(field, models.JSONField):
         return lambda v: field.get_db_prep_save(v, connection)
+    if isinstance(field, models.UUIDField) and connection.vendor == "sqlite":
+        return lambda v: field.get_db_prep_value(v, connection)  # 32 hex digits there
     if isinstance(field, models.DecimalField) and connection.vendor != "sqlite":
         return None  # psycopg adapts Decimal natively; Django registers str() for sqlite3
     return None
 
 
-def insert_rows(model: type[models.Model], field_names: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
-    """Insert ``rows`` (tuples in ``field_names`` order; FKs as ``<name>_id`` values). Returns the count."""
+@dataclass(frozen=True)
+class _Statement:
+    sql: str
+    converters: tuple[tuple[int, Converter], ...]
+
+    def prepare(self, row: Sequence[Any]) -> Sequence[Any]:
+        if not self.converters:
+            return row
+        values = list(row)
+        for index, convert in self.converters:
+            values[index] = convert(values[index])
+        return values
+
+
+@lru_cache(maxsize=64)
+def _statement(model: type[models.Model], field_names: tuple[str, ...], vendor: str, returning: bool) -> _Statement:
+    """The INSERT and its converters, built once per model, columns and database (hot paths call
+    this per webhook)."""
     meta = model._meta
     fields = [meta.get_field(name) for name in field_names]
     columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)  # type: ignore[union-attr]
     placeholders = ", ".join(["%s"] * len(fields))
     sql = f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns}) VALUES ({placeholders})"  # noqa: S608
-    converters = [(i, c) for i, c in ((i, _converter(f)) for i, f in enumerate(fields)) if c is not None]  # type: ignore[arg-type]
-    if converters:
-        prepared: list[Sequence[Any]] = []
-        for row in rows:
-            values = list(row)
-            for index, convert in converters:
-                values[index] = convert(values[index])
-            prepared.append(values)
-    else:
-        prepared = list(rows)
+    if returning:
+        sql += f" RETURNING {connection.ops.quote_name(str(meta.pk.column))}"  # type: ignore[union-attr]
+    converters = tuple((i, c) for i, c in ((i, _converter(f)) for i, f in enumerate(fields)) if c is not None)  # type: ignore[arg-type]
+    return _Statement(sql, converters)
+
+
+def insert_rows(model: type[models.Model], field_names: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+    """Insert ``rows`` (tuples in ``field_names`` order; FKs as ``<name>_id`` values). Returns the count."""
+    statement = _statement(model, tuple(field_names), connection.vendor, False)
+    prepared = [statement.prepare(row) for row in rows]
     if not prepared:
         return 0
     with connection.cursor() as cursor:
-        cursor.executemany(sql, prepared)
+        cursor.executemany(statement.sql, prepared)
     return len(prepared)
+
+
+def insert_row(model: type[models.Model], field_names: Sequence[str], row: Sequence[Any]) -> Any:
+    """Insert one row and return its primary key (``RETURNING``: SQLite ≥ 3.35 and PostgreSQL).
+
+    For single inserts on hot paths (webhook accept, task enqueue), where ``Model.objects.create``
+    costs several times the database work. A unique-constraint conflict raises ``IntegrityError``.
+    """
+    statement = _statement(model, tuple(field_names), connection.vendor, True)
+    with connection.cursor() as cursor:
+        cursor.execute(statement.sql, statement.prepare(row))
+        return cursor.fetchone()[0]

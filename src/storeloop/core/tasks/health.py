@@ -21,24 +21,18 @@ class QueueHealth:
 
 
 def queue_health() -> QueueHealth:
+    """One query per figure, each answered from a partial index (READY by the library's,
+    RUNNING and FAILED by ours): the cost follows the backlog, not the history of finished tasks."""
     now = timezone.now()
-    due = Q(status=TaskResultStatus.READY) & (Q(run_after=get_date_max()) | Q(run_after__lte=now))
-    figures = DBTaskResult.objects.aggregate(
-        ready=Count("id", filter=due),
-        scheduled=Count(
-            "id",
-            filter=Q(status=TaskResultStatus.READY) & Q(run_after__gt=now) & ~Q(run_after=get_date_max()),
-        ),
-        running=Count("id", filter=Q(status=TaskResultStatus.RUNNING)),
-        failed=Count("id", filter=Q(status=TaskResultStatus.FAILED)),
-        oldest=Min("enqueued_at", filter=due),
-    )
-    oldest = figures["oldest"]
+    never = get_date_max()
+    queued = DBTaskResult.objects.filter(status=TaskResultStatus.READY)
+    due = queued.filter(Q(run_after=never) | Q(run_after__lte=now)).aggregate(n=Count("*"), oldest=Min("enqueued_at"))
+    oldest = due["oldest"]
     return QueueHealth(
-        ready=figures["ready"],
-        scheduled=figures["scheduled"],
-        running=figures["running"],
-        failed=figures["failed"],
+        ready=due["n"],
+        scheduled=queued.filter(run_after__gt=now).exclude(run_after=never).count(),
+        running=DBTaskResult.objects.filter(status=TaskResultStatus.RUNNING).count(),
+        failed=DBTaskResult.objects.filter(status=TaskResultStatus.FAILED).count(),
         oldest_ready_age_seconds=(now - oldest).total_seconds() if oldest else None,
     )
 

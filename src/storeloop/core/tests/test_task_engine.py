@@ -199,3 +199,22 @@ def test_enqueue_on_commit_rolls_back_with_the_transaction(tmp_path: Path) -> No
     with transaction.atomic():
         enqueue_on_commit(sample_tasks.terminal, str(tmp_path / "log"))
     assert DBTaskResult.objects.count() == 1
+
+
+@pytest.mark.parametrize("run_after", [None, dt.datetime(2031, 5, 4, 3, 2, 1, tzinfo=dt.UTC)])
+def test_enqueue_on_commit_writes_the_row_the_backend_writes(run_after: dt.datetime | None) -> None:
+    """The prepared INSERT must stay identical to django-tasks-db's own enqueue (an upgrade that
+    changes the table fails here, not in production)."""
+    bound = sample_tasks.flaky.using(run_after=run_after) if run_after else sample_tasks.flaky
+    theirs = DBTaskResult.objects.get(id=bound.enqueue("/tmp/x", 2).id)
+    enqueue_on_commit(sample_tasks.flaky, "/tmp/x", 2, run_after=run_after)
+    ours = DBTaskResult.objects.exclude(id=theirs.id).get()
+    skip = {"id", "enqueued_at"}
+    fields = [f.attname for f in DBTaskResult._meta.concrete_fields if f.attname not in skip]
+    assert {f: getattr(ours, f) for f in fields} == {f: getattr(theirs, f) for f in fields}
+    assert ours.args_kwargs == {"args": ["/tmp/x", 2], "kwargs": {}}
+    assert abs(ours.enqueued_at - theirs.enqueued_at) < dt.timedelta(seconds=5)
+    assert isinstance(ours.id, uuid.UUID)
+    # And the library reads it back as the same task.
+    assert ours.task_result.task.module_path == theirs.task_result.task.module_path
+    assert ours.task_result.args == ["/tmp/x", 2]
