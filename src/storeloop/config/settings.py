@@ -104,8 +104,11 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": env_int("SQLITE_BUSY_TIMEOUT", 20),
         # wal_autocheckpoint is only the safety net: the backend checkpoints in the background.
+        # A 64 MiB page cache and memory-mapped reads: index pages of a million-order mirror stay
+        # hot instead of being re-read through syscalls on every lookup (backfill, metrics).
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; "
-        "PRAGMA wal_autocheckpoint=10000;",
+        "PRAGMA wal_autocheckpoint=10000; PRAGMA cache_size=-65536; PRAGMA mmap_size=1073741824; "
+        "PRAGMA temp_store=MEMORY;",
     }
     _db["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
 DATABASES = {"default": _db}

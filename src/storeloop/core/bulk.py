@@ -10,11 +10,14 @@ their fields (the callers build them from parsed, validated snapshots).
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import orjson
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, models
 
 Converter = Callable[[Any], Any]
@@ -32,7 +35,13 @@ def _converter(field: models.Field[Any, Any]) -> Converter | None:
             )
         return lambda v: None if v is None else adapt(v)
     if isinstance(field, models.JSONField):
-        return lambda v: field.get_db_prep_save(v, connection)
+        generic: Converter = lambda v: field.get_db_prep_save(v, connection)  # noqa: E731
+        if connection.vendor != "sqlite" or field.encoder is not None:
+            return generic
+        # SQLite keeps JSON as text: orjson writes the same JSON several times faster than the
+        # json module; values it cannot encode (Decimal, ...) take Django's path.
+        return lambda v: _orjson_text(v) if v is not None else None
+
     if isinstance(field, models.UUIDField) and connection.vendor == "sqlite":
         return lambda v: field.get_db_prep_value(v, connection)  # 32 hex digits there
     if isinstance(field, models.DecimalField) and connection.vendor != "sqlite":
@@ -67,6 +76,13 @@ def _statement(model: type[models.Model], field_names: tuple[str, ...], vendor: 
         sql += f" RETURNING {connection.ops.quote_name(str(meta.pk.column))}"  # type: ignore[union-attr]
     converters = tuple((i, c) for i, c in ((i, _converter(f)) for i, f in enumerate(fields)) if c is not None)  # type: ignore[arg-type]
     return _Statement(sql, converters)
+
+
+def _orjson_text(value: Any) -> Any:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, cls=DjangoJSONEncoder)
 
 
 def insert_rows(model: type[models.Model], field_names: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:

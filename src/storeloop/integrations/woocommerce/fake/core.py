@@ -245,15 +245,18 @@ class ShopCore:
         """``list_orders`` as the response body. Unchanged historical orders are a pure function of
         their id, so their encoded JSON is cached: a big shop then serves pages at network speed."""
         with self._lock:
-            total, records = self.orders.query(query)
+            total, entries = self.orders.query_lazy(query)
             parts = []
-            for record in records:
-                cacheable = record.id not in self.orders.records
-                encoded = self._encoded.get(record.id) if cacheable else None
-                if encoded is None:
-                    encoded = php_json(self.order_json(record))
-                    if cacheable:
-                        self._encoded[record.id] = encoded
+            for entry in entries:
+                if isinstance(entry, int):  # an unchanged historical order, by id
+                    encoded = self._encoded.get(entry)
+                    if encoded is None:
+                        history = self.orders.history
+                        encoded = self._encoded[entry] = php_json(
+                            self.order_json(history.build(entry - history.base_id))
+                        )
+                else:
+                    encoded = php_json(self.order_json(entry))
                 parts.append(encoded)
             return total, RawJson(b"[" + b",".join(parts) + b"]")
 

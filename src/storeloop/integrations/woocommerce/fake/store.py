@@ -170,8 +170,16 @@ class OrderStore:
 
     def query(self, q: OrderQuery) -> tuple[int, list[OrderRecord]]:
         """(total matching, the requested page)."""
+        total, page = self.query_lazy(q)
+        h = self.history
+        return total, [entry if isinstance(entry, OrderRecord) else h.build(entry - h.base_id) for entry in page]
+
+    def query_lazy(self, q: OrderQuery) -> tuple[int, list[OrderRecord | int]]:
+        """``query`` with unchanged historical orders left as their ids: building one costs ~0.2 ms,
+        and a caller holding its encoded JSON does not need it."""
         if q.include is not None:
-            return self._query_small(q)
+            total, found = self._query_small(q)
+            return total, list(found)
         h = self.history
         base: Sequence[int]
         if q.customer is not None:
@@ -213,14 +221,14 @@ class OrderStore:
             n + bisect.bisect_left(view, sort_key(r), lo, hi, key=lazy_key) - lo for n, r in enumerate(materialised)
         ]
         total = (hi - lo) + len(materialised)
-        page: list[OrderRecord] = []
+        page: list[OrderRecord | int] = []
         for p in range(q.offset, min(total, q.offset + q.limit)):
             asc = p if q.order == "asc" else total - 1 - p
             k = bisect.bisect_left(positions, asc)
             if k < len(positions) and positions[k] == asc:
                 page.append(materialised[k])
             else:
-                page.append(h.build(view[lo + asc - k]))
+                page.append(h.base_id + view[lo + asc - k])
         return total, page
 
     def _query_small(self, q: OrderQuery) -> tuple[int, list[OrderRecord]]:
