@@ -197,3 +197,55 @@ def test_openapi_and_docs_are_served() -> None:
     assert "/api/v1/orders" in paths
     assert "/api/v1/orders/{order_id}" in paths
     assert Client().get("/api/v1/docs").status_code == 200
+
+
+def _dead_letter() -> str:
+    from django.utils import timezone
+    from django_tasks.base import TaskResultStatus
+    from django_tasks_db.models import DBTaskResult
+
+    from storeloop.core.tasks import enqueue_on_commit
+    from storeloop.inbox.tasks import process_inbox_delivery
+
+    with transaction.atomic():
+        enqueue_on_commit(process_inbox_delivery, "123")
+    row = DBTaskResult.objects.get()
+    DBTaskResult.objects.filter(pk=row.pk).update(
+        status=TaskResultStatus.FAILED, finished_at=timezone.now(), exception_class_path="builtins.RuntimeError"
+    )
+    return str(row.pk)
+
+
+def test_dead_letters_need_an_operator_key(api: ApiClient, store: Any) -> None:
+    from django_tasks.base import TaskResultStatus
+    from django_tasks_db.models import DBTaskResult
+
+    task_id = _dead_letter()
+    listing = api.get("/api/v1/system/tasks/failed")
+    assert listing.status_code == 403
+    assert listing.json()["code"] == "operator_key_required"
+    retry = api.post(f"/api/v1/system/tasks/{task_id}/retry")
+    assert retry.status_code == 403
+    assert DBTaskResult.objects.get(pk=task_id).status == TaskResultStatus.FAILED  # nothing changed
+
+
+def test_an_operator_key_lists_and_retries_dead_letters(store: Any) -> None:
+    from django_tasks.base import TaskResultStatus
+    from django_tasks_db.models import DBTaskResult
+
+    from storeloop.stores.services import create_api_key
+
+    operator = ApiClient(create_api_key(store_id=store.pk, operator=True).plaintext)
+    task_id = _dead_letter()
+    listing = operator.get("/api/v1/system/tasks/failed")
+    assert listing.status_code == 200
+    body = listing.json()
+    assert body["count"] == 1
+    assert body["items"][0]["id"] == task_id
+    assert body["items"][0]["task"] == "storeloop.inbox.tasks.process_inbox_delivery"
+    assert body["items"][0]["error"] == "builtins.RuntimeError"
+    assert operator.post(f"/api/v1/system/tasks/{task_id}/retry").json() == {"status": "requeued", "id": task_id}
+    assert DBTaskResult.objects.get(pk=task_id).status == TaskResultStatus.READY
+    missing = operator.post("/api/v1/system/tasks/00000000-0000-0000-0000-000000000000/retry")
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "task_not_found"

@@ -54,6 +54,9 @@ def register(sub: Any) -> None:
     create = ksub.add_parser("create", help="create a key for one store (shown once)")
     create.add_argument("--store", type=int, required=True)
     create.add_argument("--name", default="default")
+    create.add_argument(
+        "--operator", action="store_true", help="also allow the installation-wide task endpoints (dead letters)"
+    )
     create.add_argument("--json", action="store_true")
     create.set_defaults(handler=_key_create)
     klist = ksub.add_parser("list", help="list keys (prefixes only)")
@@ -149,9 +152,11 @@ def _reconcile(args: argparse.Namespace) -> int:
 def _key_create(args: argparse.Namespace) -> int:
     from storeloop.stores.services import create_api_key
 
-    issued = create_api_key(store_id=args.store, name=args.name)
+    issued = create_api_key(store_id=args.store, name=args.name, operator=args.operator)
     if args.json:
-        print_json({"key": issued.plaintext, "prefix": issued.api_key.prefix, "store": args.store})
+        print_json(
+            {"key": issued.plaintext, "prefix": issued.api_key.prefix, "store": args.store, "operator": args.operator}
+        )
     else:
         console.print(f"API key for store {args.store} (shown once, keep it safe):")
         console.print(issued.plaintext, soft_wrap=True, highlight=False)
@@ -169,6 +174,7 @@ def _key_list(args: argparse.Namespace) -> int:
             "prefix": k.prefix,
             "name": k.name,
             "store": k.store_id,
+            "operator": k.operator,
             "created_at": k.created_at,
             "last_used_at": k.last_used_at,
             "revoked_at": k.revoked_at,

@@ -8,6 +8,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from ninja.security import HttpBearer
 
+from storeloop.core.errors import Forbidden
 from storeloop.stores.models import ApiKey
 from storeloop.stores.services import authenticate_api_key
 
@@ -27,3 +28,13 @@ class StoreApiKey(HttpBearer):
 
 def request_store(request: HttpRequest) -> Any:
     return request.store  # type: ignore[attr-defined]
+
+
+def require_operator(request: HttpRequest) -> None:
+    """Installation-wide resources (the task queue spans every store) need an operator key."""
+    key = getattr(request, "auth", None)
+    if not isinstance(key, ApiKey) or not key.operator:
+        raise Forbidden(
+            "this endpoint spans every store; use an operator key (storeloop apikey create --operator)",
+            code="operator_key_required",
+        )

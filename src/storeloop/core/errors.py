@@ -40,6 +40,11 @@ class Unauthorized(ApplicationError):
     code = "unauthorized"
 
 
+class Forbidden(ApplicationError):
+    status_code = 403
+    code = "forbidden"
+
+
 class Conflict(ApplicationError):
     status_code = 409
     code = "conflict"

@@ -68,10 +68,15 @@ class StoreWebhook(TimeStampedModel):
 
 
 class ApiKey(TimeStampedModel):
-    """An API key scoped to one store. Only a SHA-256 of the secret part is stored."""
+    """An API key scoped to one store. Only a SHA-256 of the secret part is stored.
+
+    ``operator`` keys also reach what spans every store of the installation (the task queue's
+    dead letters); store keys never do.
+    """
 
     store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=100, default="default")
+    operator = models.BooleanField(default=False, help_text="May manage installation-wide tasks")
     prefix = models.CharField(max_length=16, unique=True)
     key_hash = models.CharField(max_length=64)
     last_used_at = models.DateTimeField(null=True, blank=True)

@@ -150,7 +150,7 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_api_key(*, store_id: int, name: str = "default") -> IssuedKey:
+def create_api_key(*, store_id: int, name: str = "default", operator: bool = False) -> IssuedKey:
     store = Store.objects.filter(pk=store_id).first()
     if store is None:
         raise NotFound(f"no store {store_id}", code="store_not_found")
@@ -158,7 +158,9 @@ def create_api_key(*, store_id: int, name: str = "default") -> IssuedKey:
     secret = secrets.token_urlsafe(32)
     plaintext = f"{KEY_PREFIX}_{prefix}_{secret}"
     with transaction.atomic(durable=True):
-        key = ApiKey.objects.create(store=store, name=name[:100], prefix=prefix, key_hash=_hash(plaintext))
+        key = ApiKey.objects.create(
+            store=store, name=name[:100], prefix=prefix, key_hash=_hash(plaintext), operator=operator
+        )
     return IssuedKey(api_key=key, plaintext=plaintext)
 
 

@@ -6,7 +6,7 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import Router, Schema
 
-from storeloop.config.auth import request_store
+from storeloop.config.auth import request_store, require_operator
 from storeloop.core.errors import NotFound
 from storeloop.core.pagination import paginate
 from storeloop.core.tasks.worker import retry_dead_letter
@@ -37,7 +37,8 @@ class DeadLetterPage(Schema):
 
 @router.get("/tasks/failed", response=DeadLetterPage, summary="Dead letters: tasks that failed for good")
 def failed_tasks(request: HttpRequest, limit: int = 50, offset: int = 0) -> DeadLetterPage:
-    # Task rows hold ids only, so listing them leaks no store's personal data.
+    # The queue is shared by every store, so only operator keys may list or retry its dead letters.
+    require_operator(request)
     items, count, next_offset = paginate(dead_letters(), limit=limit, offset=offset)
     return DeadLetterPage(
         count=count,
@@ -58,6 +59,7 @@ def failed_tasks(request: HttpRequest, limit: int = 50, offset: int = 0) -> Dead
 
 @router.post("/tasks/{task_id}/retry", summary="Put a dead letter back on the queue")
 def retry_task(request: HttpRequest, task_id: str) -> dict[str, str]:
+    require_operator(request)
     if not retry_dead_letter(task_id):
         raise NotFound(f"no failed task {task_id}", code="task_not_found")
     return {"status": "requeued", "id": task_id}
