@@ -19,7 +19,7 @@ def _setup_django() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from storeloop.cli import backfill, crm, ops, run, stores
+    from storeloop.cli import backfill, crm, messaging, ops, run, stores
 
     parser = argparse.ArgumentParser(
         prog="storeloop",
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     ops.register(sub)
     backfill.register(sub)
     crm.register(sub)
+    messaging.register(sub)
     return parser
 
 

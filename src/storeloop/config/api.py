@@ -11,11 +11,13 @@ from ninja.errors import ValidationError as NinjaValidationError
 
 from storeloop.backfill.api import router as backfill_router
 from storeloop.config.auth import StoreApiKey
+from storeloop.consent.api import consent_router, suppressions_router
 from storeloop.contacts.api import router as contacts_router
 from storeloop.core.errors import ApplicationError
 from storeloop.crm.api import crm_router
 from storeloop.crm.api import router as crm_order_router
 from storeloop.inbox.api import router as inbox_router
+from storeloop.messaging.api import messages_router, templates_router
 from storeloop.metrics.api import contact_metrics_router
 from storeloop.metrics.api import router as metrics_router
 from storeloop.orders.api import router as orders_router
@@ -40,6 +42,10 @@ api.add_router("/contacts", contact_metrics_router)  # GET /contacts/{id}/metric
 api.add_router("/orders", crm_order_router)  # GET/POST /orders/{id}/sync
 api.add_router("/crm", crm_router)
 api.add_router("/backfills", backfill_router)
+api.add_router("/templates", templates_router)
+api.add_router("/messages", messages_router)
+api.add_router("/contacts", consent_router)  # GET/POST /contacts/{id}/consent
+api.add_router("/suppressions", suppressions_router)
 
 
 def _body(code: str, message: str, details: object = None) -> dict[str, object]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,10 +12,22 @@ from django.db.models import Max
 from storeloop.consent.models import Channel
 from storeloop.core.errors import NotFound, ValidationError
 from storeloop.messaging.models import MessageTemplate, TemplateVersion
-from storeloop.messaging.templating import ALLOWED_ROOTS, Rendered, TemplateProblem, check_source, render
+from storeloop.messaging.templating import (
+    ALLOWED_ROOTS,
+    Rendered,
+    TemplateProblem,
+    check_source,
+    render,
+    render_sample,
+)
 from storeloop.stores.models import Store
 
 MAX_SMS_SEGMENTS = 3
+MAX_BODY_CHARS = 100_000
+_KEY = re.compile(r"[a-z0-9]+(?:[-_][a-z0-9]+)*")
+_LOCALE = re.compile(r"[a-z]{2,3}(?:[-_][A-Za-z0-9]{2,4})?")
+# Column sizes: checked here so PostgreSQL never sees an over-long value (SQLite would store it).
+_LIMITS = {"key": 100, "subject": 300, "description": 300, "wa_template_name": 200, "wa_language": 20}
 SAMPLE_CONTEXT: dict[str, Any] = {
     "contact": {"first_name": "Zoë", "last_name": "Müller", "email": "zoe@example.com", "phone": "+4930123456"},
     "order": {"number": "1042", "total": "59.90", "currency": "EUR", "status": "processing", "items": 2},
@@ -23,6 +36,24 @@ SAMPLE_CONTEXT: dict[str, Any] = {
     "unsubscribe_url": "https://storeloop.example/u/sample",
     "preferences_url": "https://storeloop.example/preferences/sample",
 }
+
+
+def _field_error(field: str, message: str, code: str) -> ValidationError:
+    return ValidationError(f"{field}: {message}", code=code, details=[{"field": field, "error": message}])
+
+
+def _check_fields(key: str, locale: str, values: Mapping[str, str], bodies: Mapping[str, str]) -> None:
+    if not _KEY.fullmatch(key):
+        raise _field_error("key", "use lower-case letters, digits, '-' and '_' (e.g. order-confirmation)",
+                           "invalid_key")  # fmt: skip
+    if not _LOCALE.fullmatch(locale):
+        raise _field_error("locale", "use a language code such as en, de or pt-BR", "invalid_locale")
+    for field, value in values.items():
+        if len(value) > _LIMITS[field]:
+            raise _field_error(field, f"at most {_LIMITS[field]} characters", "too_long")
+    for field, value in bodies.items():
+        if len(value) > MAX_BODY_CHARS:
+            raise _field_error(field, f"at most {MAX_BODY_CHARS:,} characters", "too_long")
 
 
 def _problem(exc: TemplateProblem) -> ValidationError:
@@ -53,6 +84,12 @@ class TemplateRepository:
         """Validate and store a new draft version (publish it to use it)."""
         if channel not in Channel.values:
             raise ValidationError(f"unknown channel {channel!r}", code="invalid_channel")
+        _check_fields(
+            key, locale,
+            {"key": key, "subject": subject, "description": description, "wa_template_name": wa_template_name,
+             "wa_language": wa_language},
+            {"body_text": body_text, "body_html": body_html},
+        )  # fmt: skip
         unknown = set(variables) - ALLOWED_ROOTS
         if unknown:
             raise ValidationError(f"variables must be among {sorted(ALLOWED_ROOTS)}; got {sorted(unknown)}",
@@ -95,7 +132,10 @@ class TemplateRepository:
         if channel == Channel.SMS:
             from storeloop.integrations.twilio.segments import count_segments
 
-            sample = render(text, SAMPLE_CONTEXT, field="body_text")
+            try:
+                sample = render_sample(text, SAMPLE_CONTEXT, field="body_text")
+            except TemplateProblem as exc:
+                raise _problem(exc) from None
             info = count_segments(sample)
             if info.segments > MAX_SMS_SEGMENTS:
                 raise ValidationError(
@@ -144,4 +184,10 @@ class TemplateRepository:
             raise _problem(exc) from None
 
     def preview(self, version: TemplateVersion, sample: Mapping[str, Any] | None = None) -> Rendered:
-        return self.render_template(version, {**SAMPLE_CONTEXT, **(sample or {})})
+        """Render with sample data; ``sample`` overrides the built-in sample field by field, so a
+        preview that only sets ``contact.first_name`` still has an order number."""
+        context = dict(SAMPLE_CONTEXT)
+        for root, value in (sample or {}).items():
+            base = context.get(root)
+            context[root] = {**base, **value} if isinstance(base, dict) and isinstance(value, Mapping) else value
+        return self.render_template(version, context)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2 import ChainableUndefined, StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -37,8 +37,19 @@ def _env(autoescape: bool) -> ImmutableSandboxedEnvironment:
     return ImmutableSandboxedEnvironment(autoescape=autoescape, undefined=StrictUndefined, trim_blocks=True)
 
 
+class _SampleUndefined(ChainableUndefined):
+    """Save-time sample renders (SMS size): a value the sample data lacks (``custom.coupon``) is not
+    an error there, and stands in as ten characters, about what a code or a name takes."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return "x" * 10
+
+
 _TEXT_ENV = _env(False)
 _HTML_ENV = _env(True)
+_SAMPLE_ENV = ImmutableSandboxedEnvironment(undefined=_SampleUndefined, trim_blocks=True)
 
 
 def check_source(source: str, *, field: str, declared: frozenset[str], html: bool = False) -> None:
@@ -68,18 +79,40 @@ def _compiled(source: str, html: bool) -> Any:
     return (_HTML_ENV if html else _TEXT_ENV).from_string(source)
 
 
+@lru_cache(maxsize=256)
+def _compiled_sample(source: str) -> Any:
+    return _SAMPLE_ENV.from_string(source)
+
+
 def render(source: str, context: Mapping[str, Any], *, field: str, html: bool = False) -> str:
     """Render with the compiled template cached by its source (versions are immutable)."""
     if not source:
         return ""
     try:
         return str(_compiled(source, html).render(**context))
-    except SecurityError as exc:
-        raise TemplateProblem(f"not allowed: {exc}", field=field) from None
-    except UndefinedError as exc:
-        raise TemplateProblem(f"missing value: {exc.message}", field=field) from None
-    except TemplateSyntaxError as exc:
-        raise TemplateProblem(exc.message or "syntax error", field=field, line=exc.lineno) from None
+    except Exception as exc:
+        raise _problem_of(exc, field) from None
+
+
+def render_sample(source: str, context: Mapping[str, Any], *, field: str) -> str:
+    """Render plain text where a missing value is a stand-in, not an error (sizes at save time)."""
+    if not source:
+        return ""
+    try:
+        return str(_compiled_sample(source).render(**context))
+    except Exception as exc:
+        raise _problem_of(exc, field) from None
+
+
+def _problem_of(exc: Exception, field: str) -> TemplateProblem:
+    if isinstance(exc, SecurityError):
+        return TemplateProblem(f"not allowed: {exc}", field=field)
+    if isinstance(exc, UndefinedError):
+        return TemplateProblem(f"missing value: {exc.message}", field=field)
+    if isinstance(exc, TemplateSyntaxError):
+        return TemplateProblem(exc.message or "syntax error", field=field, line=exc.lineno)
+    # Staff-written code: 1/0, "a" + 1 ... is the template's problem, not a crash of the caller.
+    return TemplateProblem(f"cannot render: {type(exc).__name__}: {exc}", field=field)
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('messaging', '0003_messagingconnection'),
+        ("messaging", "0003_messagingconnection"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='message',
-            name='status',
-            field=models.CharField(choices=[('queued', 'Queued'), ('sending', 'Sending'), ('sent', 'Sent'), ('delivered', 'Delivered'), ('read', 'Read'), ('failed', 'Failed'), ('suppressed', 'Suppressed'), ('unknown', 'Unknown'), ('cancelled', 'Cancelled'), ('held', 'Held')], default='queued', max_length=20),
+            model_name="message",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("queued", "Queued"),
+                    ("sending", "Sending"),
+                    ("sent", "Sent"),
+                    ("delivered", "Delivered"),
+                    ("read", "Read"),
+                    ("failed", "Failed"),
+                    ("suppressed", "Suppressed"),
+                    ("unknown", "Unknown"),
+                    ("cancelled", "Cancelled"),
+                    ("held", "Held"),
+                ],
+                default="queued",
+                max_length=20,
+            ),
         ),
     ]
