@@ -33,8 +33,43 @@ class TemplateProblem(Exception):
         self.message = message
 
 
+# Work a template may do per render. Staff templates loop over an order's lines, not over millions:
+# these bounds keep a careless (or hostile) template from tying up a worker or a preview.
+MAX_RANGE = 1000
+MAX_SEQUENCE = 10_000
+MAX_EXPONENT = 64
+MAX_LOOP_DEPTH = 2
+
+
+def _bounded_range(*args: int) -> range:
+    # Templates cannot name ``range`` today (not a declared variable); this holds if that changes.
+    items = range(*args)
+    if len(items) > MAX_RANGE:
+        raise SecurityError(f"range() is limited to {MAX_RANGE} items in templates")
+    return items
+
+
+class _BoundedSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox plus limits on the operators that can blow up time or memory."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.globals["range"] = _bounded_range
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
+            raise SecurityError(f"exponents above {MAX_EXPONENT} are not allowed in templates")
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(times, int) and len(seq) * times > MAX_SEQUENCE:
+                    raise SecurityError(f"results longer than {MAX_SEQUENCE} are not allowed in templates")
+        return super().call_binop(context, operator, left, right)
+
+
 def _env(autoescape: bool) -> ImmutableSandboxedEnvironment:
-    return ImmutableSandboxedEnvironment(autoescape=autoescape, undefined=StrictUndefined, trim_blocks=True)
+    return _BoundedSandbox(autoescape=autoescape, undefined=StrictUndefined, trim_blocks=True)
 
 
 class _SampleUndefined(ChainableUndefined):
@@ -49,7 +84,7 @@ class _SampleUndefined(ChainableUndefined):
 
 _TEXT_ENV = _env(False)
 _HTML_ENV = _env(True)
-_SAMPLE_ENV = ImmutableSandboxedEnvironment(undefined=_SampleUndefined, trim_blocks=True)
+_SAMPLE_ENV = _BoundedSandbox(undefined=_SampleUndefined, trim_blocks=True)
 
 
 def check_source(source: str, *, field: str, declared: frozenset[str], html: bool = False) -> None:
@@ -63,6 +98,9 @@ def check_source(source: str, *, field: str, declared: frozenset[str], html: boo
         name = node.attr if isinstance(node, nodes.Getattr) else getattr(getattr(node, "arg", None), "value", None)
         if isinstance(name, str) and name.startswith("_"):
             raise TemplateProblem(f"'{name}' is not allowed in templates", field=field, line=node.lineno)
+    for loop in tree.find_all(nodes.For):
+        if _loop_depth(loop) > MAX_LOOP_DEPTH:
+            raise TemplateProblem(f"loops may be nested at most {MAX_LOOP_DEPTH} deep", field=field, line=loop.lineno)
     assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
     for node in tree.find_all(nodes.Name):
         if node.ctx != "load" or node.name in assigned or node.name in BUILTIN_NAMES:
@@ -72,6 +110,11 @@ def check_source(source: str, *, field: str, declared: frozenset[str], html: boo
             raise TemplateProblem(
                 f"unknown variable '{node.name}' (declared: {allowed})", field=field, line=node.lineno
             )
+
+
+def _loop_depth(loop: nodes.For) -> int:
+    inner = [_loop_depth(child) for child in loop.find_all(nodes.For)]
+    return 1 + max(inner, default=0)
 
 
 @lru_cache(maxsize=2048)

@@ -101,3 +101,43 @@ def test_whatsapp_template_parameters_are_rendered(store: Any) -> None:
                                  wa_template_name="order_update", wa_language="en_US",
                                  wa_parameters=["{{ contact.first_name }}", "{{ order.number }}"])  # fmt: skip
     assert repo.preview(version).wa_parameters == ("Zoë", "1042")
+
+
+def test_loops_nested_too_deep_are_refused_at_save_time(store: Any) -> None:
+    source = "{% for a in order.lines %}{% for b in a %}{% for c in b %}{{ c }}{% endfor %}{% endfor %}{% endfor %}"
+    with pytest.raises(ValidationError) as exc:
+        email(store, body_text="line one\n" + source)
+    assert "loops may be nested at most 2 deep" in exc.value.message
+    assert "line 2" in exc.value.message
+    assert not TemplateVersion.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("source", "error"),
+    [
+        # range is no declared variable, so nested million-step loops cannot even be saved
+        (
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+            "unknown variable 'range'",
+        ),
+        ("{{ 'x' * 1000000000 }}", "results longer than 10000"),
+        ("{{ [1] * 100000 }}", "results longer than 10000"),
+        ("{{ 9 ** 99999999 }}", "exponents above 64"),
+    ],
+)
+def test_templates_cannot_tie_up_a_worker(store: Any, source: str, error: str) -> None:
+    """Bounded work per render: these are refused (at save time, via the sample render, or at send)."""
+    with pytest.raises(ValidationError) as exc:
+        version = repo.save_template(store, "big", "email", subject="s", body_text=source, body_html="")
+        repo.render_template(version, {"contact": {}, "order": {}, "store": {}})
+    assert error in exc.value.message
+    assert exc.value.code == "invalid_template"
+
+
+def test_small_loops_and_products_still_work(store: Any) -> None:
+    version = repo.save_template(
+        store, "fine", "email", subject="s",
+        body_text="{% for i in order.lines %}{{ i }}{% endfor %} {{ '-' * 5 }} {{ 2 ** 10 }}", body_html="",
+    )  # fmt: skip
+    out = repo.render_template(version, {"contact": {}, "order": {"lines": [0, 1, 2]}, "store": {}})
+    assert out.text == "012 ----- 1024"
