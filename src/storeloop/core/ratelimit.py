@@ -1,16 +1,23 @@
-"""A sliding-window rate limiter in the database, shared by every worker process and machine.
+"""Rate limiters in the database, shared by every worker process and machine.
 
-HubSpot's budget (190 requests per 10 s) belongs to the account, not to a process: several
-workers syncing several stores of one account must share it. Each grant is a row; a grant is
-taken inside a transaction that locks the bucket row (PostgreSQL ``SELECT … FOR UPDATE``; SQLite
-serialises writers anyway), so two processes can never both take the last slot. A 429 seen by
-anyone blocks the whole bucket until its ``Retry-After`` has passed.
+``DatabaseRateLimiter`` is a sliding window for request budgets. HubSpot's budget (190 requests
+per 10 s) belongs to the account, not to a process: several workers syncing several stores of one
+account must share it. Each grant is a row; a grant is taken inside a transaction that locks the
+bucket row (PostgreSQL ``SELECT … FOR UPDATE``; SQLite serialises writers anyway), so two
+processes can never both take the last slot. A 429 seen by anyone blocks the whole bucket until
+its ``Retry-After`` has passed.
+
+``PacedRateLimiter`` paces a steady rate (a store's messages per second) for hot paths: one short
+transaction hands a process a few future send times at once, instead of one per send.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 from django.db import transaction
@@ -76,3 +83,82 @@ class DatabaseRateLimiter:
             if bucket.blocked_until is None or bucket.blocked_until < until:
                 bucket.blocked_until = until
                 bucket.save(update_fields=["blocked_until"])
+
+
+class PacedRateLimiter:
+    """At most ``per_second`` sends per second, together, by every process sharing ``key``.
+
+    The generic cell rate algorithm: sends are given *slots*, ``1 / per_second`` apart, from one
+    schedule kept in the bucket row, whose ``blocked_until`` is the next free slot. A process
+    reserves ``prefetch_seconds`` worth of slots in one short transaction (at least one) and hands
+    them to its threads in order; each thread sleeps until its slot. Slots of different processes
+    never coincide, so the rate holds across processes as long as their clocks agree (one machine,
+    or NTP). A slot a thread reaches more than one interval late is dropped, never spent late, so a
+    slow or idle process cannot bunch its sends into someone else's; a dropped slot costs only
+    throughput. ``penalize`` (a provider's 429) moves the schedule past the wait for everyone.
+
+    ``acquire`` never raises: it waits as long as the schedule says, which is what a caller that
+    must not lose a send (a message whose attempt is already recorded) needs.
+    """
+
+    MAX_PREFETCH = 100
+
+    def __init__(
+        self,
+        key: str,
+        per_second: float,
+        *,
+        prefetch_seconds: float = 0.05,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not per_second > 0:
+            raise ValueError("per_second must be positive")
+        self.key = key[:200]
+        self.per_second = per_second
+        self.interval = 1.0 / per_second
+        self.prefetch = max(1, min(self.MAX_PREFETCH, math.floor(per_second * prefetch_seconds)))
+        self._clock = clock
+        self._sleep = sleep
+        self._slots: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def acquire(self, cost: int = 1) -> None:
+        """Wait for ``cost`` slots (the last one's time)."""
+        last = 0.0
+        for _ in range(max(cost, 1)):
+            last = self._take_slot()
+        wait = last - self._clock()
+        if wait > 0:
+            self._sleep(wait)
+
+    def penalize(self, seconds: float) -> None:
+        until = _at(self._clock() + seconds)
+        with self._lock:
+            self._slots.clear()
+            with transaction.atomic():
+                bucket, _ = RateLimitBucket.objects.select_for_update().get_or_create(key=self.key)
+                if bucket.blocked_until is None or bucket.blocked_until < until:
+                    bucket.blocked_until = until
+                    bucket.save(update_fields=["blocked_until"])
+
+    def _take_slot(self) -> float:
+        with self._lock:
+            now = self._clock()
+            while self._slots and self._slots[0] < now - self.interval:
+                self._slots.popleft()
+            if not self._slots:
+                self._slots.extend(self._reserve(now))
+            return self._slots.popleft()
+
+    def _reserve(self, now: float) -> list[float]:
+        with transaction.atomic():
+            bucket, _ = RateLimitBucket.objects.select_for_update().get_or_create(key=self.key)
+            start = max(now, bucket.blocked_until.timestamp() if bucket.blocked_until else now)
+            bucket.blocked_until = _at(start + self.prefetch * self.interval)
+            bucket.save(update_fields=["blocked_until"])
+        return [start + i * self.interval for i in range(self.prefetch)]
+
+
+def _at(epoch_seconds: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(epoch_seconds, tz=dt.UTC)

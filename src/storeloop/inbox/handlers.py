@@ -23,6 +23,10 @@ HANDLERS: dict[tuple[str, str], str] = {
     ("woocommerce", "product.deleted"): "storeloop.orders.webhooks.handle_product_deleted",
     ("woocommerce", "customer.created"): "storeloop.orders.webhooks.handle_customer_snapshot",
     ("woocommerce", "customer.updated"): "storeloop.orders.webhooks.handle_customer_snapshot",
+    ("twilio", "message.status"): "storeloop.messaging.inbound.handlers.handle_twilio_status",
+    ("twilio", "message.inbound"): "storeloop.messaging.inbound.handlers.handle_twilio_inbound",
+    ("whatsapp", "messages"): "storeloop.messaging.inbound.handlers.handle_whatsapp_messages",
+    ("email", "events"): "storeloop.messaging.inbound.handlers.handle_email_events",
 }
 
 Handler = Callable[[Any, bytes], object]

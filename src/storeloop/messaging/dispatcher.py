@@ -7,6 +7,12 @@ Then the channel sends the batch. Outcomes are written back in bulk. A worker th
 attempt was recorded leaves rows in ``sending``; the reaper marks them ``unknown`` — never resent
 — unless the provider can tell us what happened. That trades a possible lost message in a crash
 window of milliseconds for the guarantee that nobody ever gets the same message twice.
+
+Providers tell us through their status webhooks (``messaging.inbound``), which name the message by
+our idempotency key: an ``unknown`` message they report as sent moves on like any other. Those
+reports can overtake the send's own outcome, so outcomes are written only over rows still
+``sending``. WhatsApp envelopes say whether the customer's 24-hour window is open (from the last
+inbound message on record): free text inside it, the approved template outside.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from storeloop.consent.services import MessagingConsentManager, address_for
 from storeloop.contacts.models import Contact
 from storeloop.core.errors import ApplicationError, ValidationError
 from storeloop.messaging.channels.base import ChannelInterface, Envelope, Outcome, SendResult
+from storeloop.messaging.inbound.window import is_window_open, last_inbound_times
 from storeloop.messaging.models import Message, TemplateVersion
 from storeloop.messaging.policies import QUIET_CHANNELS, next_allowed_by_cap, quiet_until, zone_for
 from storeloop.messaging.templates import TemplateRepository
@@ -137,6 +144,7 @@ class MessageDispatcher:
             )
         )
         taken: set[tuple[int, str]] = set()  # one marketing message per contact and channel per batch
+        last_inbound = self._last_inbound(messages)
         for message in messages:
             decision = self.consent.has_consent(message.contact, message.channel, message.purpose, at=now)
             if not decision.allowed:
@@ -170,10 +178,14 @@ class MessageDispatcher:
             except ValidationError as exc:
                 closed[message.pk] = (Status.FAILED, f"template: {exc.message}"[:100])
                 continue
+            to = address_for(message.contact, message.channel)
+            # WhatsApp free text only inside the 24-hour window the customer's last message opened.
+            window = message.channel != Channel.WHATSAPP or is_window_open(
+                last_inbound.get((message.store_id, to)), now
+            )
             ready.append((message, Envelope(
-                message_id=message.pk, idempotency_key=str(message.idempotency_key),
-                to=address_for(message.contact, message.channel), rendered=rendered,
-                marketing=message.purpose == Purpose.MARKETING, unsubscribe_url=unsubscribe,
+                message_id=message.pk, idempotency_key=str(message.idempotency_key), to=to, rendered=rendered,
+                marketing=message.purpose == Purpose.MARKETING, unsubscribe_url=unsubscribe, window_open=window,
                 wa_template_name=message.template.wa_template_name if message.template else "",
                 wa_language=message.template.wa_language if message.template else "",
             )))  # fmt: skip
@@ -186,6 +198,16 @@ class MessageDispatcher:
             results = self._send(ready)
             self._write_results(ready, results, counts)
         return counts
+
+    @staticmethod
+    def _last_inbound(messages: list[Message]) -> dict[tuple[int, str], dt.datetime]:
+        """``(store, phone) -> last inbound WhatsApp message`` for the batch's WhatsApp recipients."""
+        phones: dict[int, set[str]] = defaultdict(set)
+        for message in messages:
+            if message.channel == Channel.WHATSAPP and message.contact.phone:
+                phones[message.store_id].add(message.contact.phone)
+        return {(store_id, address): at for store_id, wanted in phones.items()
+                for address, at in last_inbound_times(store_id, wanted).items()}  # fmt: skip
 
     def _last_marketing_sends(self, messages: list[Message]) -> dict[tuple[int, str], dt.datetime]:
         marketing = [m for m in messages if m.purpose == Purpose.MARKETING]
@@ -247,30 +269,40 @@ class MessageDispatcher:
         for message, _ in ready:
             result = results.get(message.pk) or SendResult(message.pk, Outcome.UNKNOWN, error="no result")
             grouped[result.outcome].append((message, result))
+        # Outcomes are written only over rows still ``sending``: a provider's status webhook may have
+        # been processed first (delivered, read), and a status never moves backwards.
         with transaction.atomic():
             for message, result in grouped[Outcome.SENT]:
-                Message.objects.filter(pk=message.pk).update(
+                written = Message.objects.filter(pk=message.pk, status=Status.SENDING).update(
                     status=Status.SENT, sent_at=now, provider_message_id=result.provider_message_id[:200],
                     attempts=message.attempts + 1, claimed_until=None, last_error="",
                 )  # fmt: skip
+                if not written:  # already moved on by a webhook: keep its status, add what only we know
+                    Message.objects.filter(pk=message.pk, sent_at__isnull=True).update(sent_at=now)
+                    Message.objects.filter(pk=message.pk).update(
+                        provider_message_id=result.provider_message_id[:200], attempts=message.attempts + 1
+                    )
             for message, result in grouped[Outcome.RETRY]:
                 attempts = message.attempts + 1
                 if attempts >= MAX_ATTEMPTS:
-                    Message.objects.filter(pk=message.pk).update(
+                    Message.objects.filter(pk=message.pk, status=Status.SENDING).update(
                         status=Status.FAILED, attempts=attempts, last_error=result.error[:500], claimed_until=None
                     )
                     continue
                 delay = max(result.retry_after or 0.0, random.uniform(0, 30 * 2 ** (attempts - 1)))
-                Message.objects.filter(pk=message.pk).update(
+                Message.objects.filter(pk=message.pk, status=Status.SENDING).update(
                     status=Status.QUEUED, attempts=attempts, last_error=result.error[:500], claimed_until=None,
                     not_before=now + dt.timedelta(seconds=delay),
                 )  # fmt: skip
             for outcome in (Outcome.FAILED, Outcome.OPTED_OUT, Outcome.UNDELIVERABLE, Outcome.UNKNOWN):
                 for message, result in grouped[outcome]:
                     status = Status.UNKNOWN if outcome == Outcome.UNKNOWN else Status.FAILED
-                    Message.objects.filter(pk=message.pk).update(
+                    # An "unknown" send may still carry its id (SMTP's Message-ID): reports will name it.
+                    provider_id = result.provider_message_id[:200]
+                    known = {"provider_message_id": provider_id} if provider_id else {}
+                    Message.objects.filter(pk=message.pk, status=Status.SENDING).update(
                         status=status, attempts=message.attempts + 1, last_error=result.error[:500],
-                        reason=str(outcome), claimed_until=None,
+                        reason=str(outcome), claimed_until=None, **known,
                     )  # fmt: skip
                     self._consequences(message, outcome, result)
         for outcome, rows in grouped.items():

@@ -1,4 +1,5 @@
-"""Message templates with immutable versions (more messaging models join as the dispatcher lands)."""
+"""Messaging records: templates with immutable versions, messages, provider connections, and the
+customer-service windows that inbound WhatsApp messages open."""
 
 from __future__ import annotations
 
@@ -108,6 +109,9 @@ class Message(models.Model):
         indexes = [
             models.Index(fields=["status", "priority", "not_before"], name="msg_due_idx"),
             models.Index(fields=["contact", "channel", "purpose", "sent_at"], name="msg_cap_idx"),
+            # Status webhooks name a message by our key (Twilio's sl_key, WhatsApp's callback data,
+            # the Message-ID of an e-mail) before, or instead of, the provider's id.
+            models.Index(fields=["idempotency_key"], name="msg_key_idx"),
         ]
 
     def __str__(self) -> str:
@@ -118,9 +122,10 @@ class MessagingConnection(TimeStampedModel):
     """How one store sends on one channel: the provider, its secrets and its non-secret settings.
 
     One connection per store and channel (the dispatcher asks for "the email channel of store 7").
-    ``credentials`` is JSON encrypted at rest (SMTP username/password, Twilio auth token, WhatsApp
-    access token); ``settings`` holds what may be shown and logged (host, sender, base URL ...).
-    ``messages_per_second`` feeds a per-process limiter (see ``channels.factory``).
+    ``credentials`` is JSON encrypted at rest (SMTP username/password and the bounce webhook secret,
+    Twilio auth token, WhatsApp access token, app secret and webhook verify token); ``settings``
+    holds what may be shown and logged (host, sender, base URL ...). ``messages_per_second`` is the
+    store's rate on this channel, shared by every worker process (see ``channels.factory``).
     """
 
     class Provider(models.TextChoices):
@@ -133,7 +138,7 @@ class MessagingConnection(TimeStampedModel):
     provider = models.CharField(max_length=20, choices=Provider.choices)
     credentials = EncryptedTextField()
     settings = models.JSONField(default=dict, blank=True, help_text="Non-secret provider settings")
-    messages_per_second = models.FloatField(default=10.0, help_text="Send rate per process")
+    messages_per_second = models.FloatField(default=10.0, help_text="Send rate of the store on this channel")
     active = models.BooleanField(default=True)
 
     class Meta:
@@ -150,3 +155,23 @@ class MessagingConnection(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.get_provider_display()} ({self.channel}) for store #{self.store_id}"
+
+
+class CustomerServiceWindow(models.Model):
+    """When a person last wrote to the store on WhatsApp: the start of the 24-hour customer-service
+    window, inside which free text may go (outside it, only an approved template).
+
+    Keyed by the E.164 address like the suppression list: an inbound message names a phone number,
+    not a contact, and may arrive before any contact has that number. It only moves forward, since
+    webhooks arrive out of order (see ``messaging.inbound.window``).
+    """
+
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="+")
+    address = models.CharField(max_length=20, help_text="E.164 phone number")
+    last_inbound_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["store", "address"], name="service_window_once")]
+
+    def __str__(self) -> str:
+        return f"WhatsApp window of store #{self.store_id} since {self.last_inbound_at:%Y-%m-%d %H:%M}"

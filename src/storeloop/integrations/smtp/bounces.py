@@ -1,24 +1,27 @@
-"""Bounces and complaints: the generic inbound webhook, DSN e-mails (RFC 3464) and ARF (RFC 5965).
+"""Bounces, complaints and deliveries: the generic inbound webhook, DSN e-mails (RFC 3464) and ARF (RFC 5965).
 
-Generic webhook (what Storeloop documents for any provider relay or glue script)::
+Generic webhook (what Storeloop documents for any provider relay or glue script; the full
+reference is docs/messaging-webhooks.md)::
 
-    POST /…/inbound/email-events
+    POST /webhooks/email/<store_id>
     Content-Type: application/json
-    X-Storeloop-Signature: sha256=<hex HMAC-SHA256 of the raw body, key = the store's secret>
+    X-Storeloop-Signature: sha256=<hex HMAC-SHA256 of the raw body, key = the connection's webhook secret>
 
-    {"type": "bounce" | "complaint",
-     "email": "customer@example.com",
-     "bounce_type": "hard" | "soft",        # bounces only; ignored on complaints
-     "reason": "550 5.1.1 user unknown",    # optional, free text
-     "message_id": "<msg_123@mail.shop.example>",   # optional, our Message-ID (brackets optional)
-     "occurred_at": "2025-05-01T12:00:00Z"} # ISO 8601 with a UTC offset
+    {"events": [
+      {"type": "bounce" | "complaint" | "delivered",
+       "recipient": "customer@example.com",
+       "bounce_type": "hard" | "soft",            # bounces only (required there); ignored otherwise
+       "message_id": "<sl-…@mail.shop.example>",  # optional: our Message-ID header, or the provider's id
+       "timestamp": "2025-05-01T12:00:00Z",       # ISO 8601 with a UTC offset, or unix seconds
+       "reason": "550 5.1.1 user unknown"}        # optional, free text
+    ]}
 
-The body is one such object or a JSON list of them (at most ``MAX_EVENTS``). Unknown keys are
-ignored (providers add their own). Verify the signature over the exact received bytes *before*
-parsing. Replaying a signed body only re-suppresses the same addresses, so no timestamp is needed.
+At most ``MAX_EVENTS`` events per request. Unknown keys are ignored (providers add their own).
+Verify the signature over the exact received bytes *before* parsing. Replaying a signed body only
+re-applies the same events, which are idempotent, so no timestamp header is needed.
 
 A hard bounce or a complaint suppresses the address (``BounceEvent.suppress``); a soft bounce is
-information (count them, suppress after repeated ones if you wish).
+information (recorded, never suppressing); ``delivered`` moves the message to delivered.
 """
 
 from __future__ import annotations
@@ -42,8 +45,8 @@ __all__ = [
     "BounceEvent",
     "BounceParseError",
     "parse_arf",
-    "parse_bounce_events",
     "parse_dsn",
+    "parse_email_events",
     "sign",
     "verify",
 ]
@@ -51,14 +54,15 @@ __all__ = [
 SIGNATURE_HEADER = "X-Storeloop-Signature"
 MAX_EVENTS = 1000
 _MAX_REASON = 2000
+_MAX_ID = 998  # a header line's limit (RFC 5322): no Message-ID or provider id is longer
 _STATUS_RE = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
 
-EventType = Literal["bounce", "complaint"]
+EventType = Literal["bounce", "complaint", "delivered"]
 BounceType = Literal["hard", "soft"]
 
 
 class BounceParseError(ValueError):
-    """The input is not a valid event; ``field`` names the offending field (e.g. ``[2].email``)."""
+    """The input is not a valid event; ``field`` names the offending field (e.g. ``events[2].recipient``)."""
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(f"{field}: {message}" if field else message)
@@ -67,7 +71,7 @@ class BounceParseError(ValueError):
 
 @dataclass(frozen=True)
 class BounceEvent:
-    """One bounce or complaint for one address. ``status`` is the RFC 3463 code when known."""
+    """One bounce, complaint or delivery report for one address. ``status`` is the RFC 3463 code when known."""
 
     type: EventType
     email: str
@@ -110,10 +114,6 @@ def verify(secret: str | bytes, body: bytes, header: str | None) -> bool:
 # -- generic webhook ---------------------------------------------------------------------------
 
 
-def _where(index: int | None, name: str) -> str:
-    return name if index is None else f"[{index}].{name}"
-
-
 def _normalize_email(value: Any, field: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise BounceParseError("must be a non-empty string", field=field)
@@ -128,17 +128,34 @@ def _normalize_email(value: Any, field: str) -> str:
 
 
 def _normalize_message_id(value: Any, field: str) -> str | None:
+    """A Message-ID header value in its bracketed form (DSN and ARF reports)."""
     if value is None or value == "":
         return None
-    if not isinstance(value, str) or len(value) > 998 or any(c.isspace() for c in value.strip()):
+    if not isinstance(value, str) or len(value) > _MAX_ID or any(c.isspace() for c in value.strip()):
         raise BounceParseError("must be a Message-ID string such as <id@domain>", field=field)
     value = value.strip()
     return value if value.startswith("<") else f"<{value}>"
 
 
+def _message_ref(value: Any, field: str) -> str | None:
+    """A webhook's ``message_id``: our Message-ID (brackets optional) or the provider's own id, as given."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > _MAX_ID:
+        raise BounceParseError("must be our Message-ID (such as <id@domain>) or the provider's id", field=field)
+    ref = value.strip()
+    if any(c.isspace() or not c.isprintable() for c in ref):
+        raise BounceParseError("must not contain spaces or control characters", field=field)
+    return ref
+
+
 def _parse_timestamp(value: Any, field: str) -> datetime:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not 0 <= value < 1e11:  # unix seconds, not milliseconds
+            raise BounceParseError("is not unix seconds", field=field)
+        return datetime.fromtimestamp(value, tz=UTC)
     if not isinstance(value, str):
-        raise BounceParseError("is required: an ISO 8601 timestamp with a UTC offset", field=field)
+        raise BounceParseError("is required: an ISO 8601 timestamp with a UTC offset, or unix seconds", field=field)
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
@@ -148,46 +165,48 @@ def _parse_timestamp(value: Any, field: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def _event_from_json(item: Any, index: int | None) -> BounceEvent:
+def _event_from_json(item: Any, index: int) -> BounceEvent:
+    where = f"events[{index}]"
     if not isinstance(item, dict):
-        raise BounceParseError("each event must be a JSON object", field=None if index is None else f"[{index}]")
+        raise BounceParseError("each event must be a JSON object", field=where)
     kind = item.get("type")
-    if kind not in ("bounce", "complaint"):
-        raise BounceParseError("must be 'bounce' or 'complaint'", field=_where(index, "type"))
+    if kind not in ("bounce", "complaint", "delivered"):
+        raise BounceParseError("must be 'bounce', 'complaint' or 'delivered'", field=f"{where}.type")
     bounce_type: BounceType | None = None
     if kind == "bounce":
         raw_type = item.get("bounce_type")
         if raw_type not in ("hard", "soft"):
-            raise BounceParseError("must be 'hard' or 'soft' for a bounce", field=_where(index, "bounce_type"))
+            raise BounceParseError("must be 'hard' or 'soft' for a bounce", field=f"{where}.bounce_type")
         bounce_type = raw_type
     reason = item.get("reason", "")
     if reason is None:
         reason = ""
     if not isinstance(reason, str):
-        raise BounceParseError("must be a string", field=_where(index, "reason"))
+        raise BounceParseError("must be a string", field=f"{where}.reason")
     return BounceEvent(
         type=kind,
-        email=_normalize_email(item.get("email"), _where(index, "email")),
+        email=_normalize_email(item.get("recipient"), f"{where}.recipient"),
         bounce_type=bounce_type,
         reason=" ".join(reason.split())[:_MAX_REASON],
-        message_id=_normalize_message_id(item.get("message_id"), _where(index, "message_id")),
-        occurred_at=_parse_timestamp(item.get("occurred_at"), _where(index, "occurred_at")),
+        message_id=_message_ref(item.get("message_id"), f"{where}.message_id"),
+        occurred_at=_parse_timestamp(item.get("timestamp"), f"{where}.timestamp"),
     )
 
 
-def parse_bounce_events(raw: bytes) -> list[BounceEvent]:
-    """Events from a webhook body (one object or a list). Raises ``BounceParseError`` naming the field."""
+def parse_email_events(raw: bytes) -> list[BounceEvent]:
+    """Events from a webhook body (``{"events": [...]}``). Raises ``BounceParseError`` naming the field."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BounceParseError(f"body is not valid JSON ({exc})") from None
-    if isinstance(data, dict):
-        return [_event_from_json(data, None)]
-    if not isinstance(data, list):
-        raise BounceParseError("body must be an event object or a list of event objects")
-    if len(data) > MAX_EVENTS:
-        raise BounceParseError(f"at most {MAX_EVENTS} events per request")
-    return [_event_from_json(item, i) for i, item in enumerate(data)]
+    if not isinstance(data, dict) or "events" not in data:
+        raise BounceParseError('body must be an object with an "events" list')
+    events = data["events"]
+    if not isinstance(events, list):
+        raise BounceParseError("must be a list of event objects", field="events")
+    if len(events) > MAX_EVENTS:
+        raise BounceParseError(f"at most {MAX_EVENTS} events per request", field="events")
+    return [_event_from_json(item, i) for i, item in enumerate(events)]
 
 
 # -- e-mailed reports (DSN, ARF) ---------------------------------------------------------------

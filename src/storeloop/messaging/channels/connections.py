@@ -27,6 +27,9 @@ _HOST = re.compile(r"[A-Za-z0-9.:\[\]-]{1,253}")
 _ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 _SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
 _API_VERSION = re.compile(r"v\d+\.\d+")
+_SECRET = re.compile(r"[\x21-\x7e]{1,200}")  # printable ASCII, no spaces: it travels in headers and URLs
+MIN_WEBHOOK_SECRET = 16
+MIN_VERIFY_TOKEN = 8
 
 
 def _invalid(message: str, code: str, field: str) -> ValidationError:
@@ -58,6 +61,16 @@ def _rate(value: float | None, provider: str) -> float:
     return float(value)
 
 
+def _secret(value: str, field: str, minimum: int) -> str:
+    """A webhook secret or token as given (empty when not given), or a ``ValidationError`` naming ``field``."""
+    if not value:
+        return ""
+    if len(value) < minimum or not _SECRET.fullmatch(value):
+        raise _invalid(f"{field} must be {minimum} to 200 printable characters without spaces", "invalid_secret",
+                       field)  # fmt: skip
+    return value
+
+
 def _address(value: str, field: str, *, required: bool = False) -> str:
     from storeloop.integrations.smtp.message import normalize_address
 
@@ -86,9 +99,14 @@ def connect_smtp(
     message_id_domain: str = "",
     unsubscribe_mailto: str = "",
     ca_cert: str = "",
+    webhook_secret: str = "",
     messages_per_second: float | None = None,
 ) -> MessagingConnection:
-    """E-mail through an SMTP relay (587 STARTTLS, 465 implicit TLS, or plain on loopback only)."""
+    """E-mail through an SMTP relay (587 STARTTLS, 465 implicit TLS, or plain on loopback only).
+
+    ``webhook_secret`` signs the bounce and complaint events posted to ``/webhooks/email/<store>``
+    (docs/messaging-webhooks.md); without one that endpoint refuses every request.
+    """
     from storeloop.integrations.smtp.client import SmtpConfig
     from storeloop.integrations.smtp.message import message_id_for
 
@@ -127,6 +145,9 @@ def connect_smtp(
             raise _invalid("ca_cert must be PEM certificate(s)", "invalid_ca_cert", "ca_cert") from None
         settings["ca_cert"] = ca_cert
     credentials = {"username": username.strip(), "password": password} if username.strip() else {}
+    secret = _secret(webhook_secret.strip(), "webhook_secret", MIN_WEBHOOK_SECRET)
+    if secret:
+        credentials["webhook_secret"] = secret
     return _save(_store(store_id), "email", Provider.SMTP, credentials, settings,
                  _rate(messages_per_second, Provider.SMTP))  # fmt: skip
 
@@ -142,7 +163,11 @@ def connect_twilio(
     base_url: str = "",
     messages_per_second: float | None = None,
 ) -> MessagingConnection:
-    """SMS through Twilio, from a Messaging Service (preferred) or one sender number."""
+    """SMS through Twilio, from a Messaging Service (preferred) or one sender number.
+
+    Without a ``status_callback``, messages name this store's own status webhook
+    (``{PUBLIC_URL}/webhooks/twilio/<store>/status``, see ``channels.factory``).
+    """
     from storeloop.integrations.twilio.client import TwilioClient
 
     account_sid, auth_token = account_sid.strip(), auth_token.strip()
@@ -178,9 +203,16 @@ def connect_whatsapp(
     phone_number_id: str,
     base_url: str = "",
     api_version: str = "",
+    app_secret: str = "",
+    verify_token: str = "",
     messages_per_second: float | None = None,
 ) -> MessagingConnection:
-    """WhatsApp through the Cloud API for one business phone number (system-user token)."""
+    """WhatsApp through the Cloud API for one business phone number (system-user token).
+
+    Webhooks (``/webhooks/whatsapp/<store>``) need the Meta app's ``app_secret`` (it signs every
+    notification) and the ``verify_token`` entered with the callback URL; without them the
+    endpoint refuses the verification and every notification.
+    """
     access_token, phone_number_id, api_version = access_token.strip(), phone_number_id.strip(), api_version.strip()
     if not access_token:
         raise _invalid("a WhatsApp access token is required", "missing_token", "access_token")
@@ -191,7 +223,13 @@ def connect_whatsapp(
         raise _invalid("api_version looks like v21.0", "invalid_api_version", "api_version")
     settings = {"base_url": _url(base_url.strip(), "base_url"), "api_version": api_version,
                 "phone_number_id": phone_number_id}  # fmt: skip
-    return _save(_store(store_id), "whatsapp", Provider.WHATSAPP_CLOUD, {"access_token": access_token}, settings,
+    credentials = {"access_token": access_token}
+    for field, value, minimum in (("app_secret", app_secret, MIN_WEBHOOK_SECRET),
+                                  ("verify_token", verify_token, MIN_VERIFY_TOKEN)):  # fmt: skip
+        secret = _secret(value.strip(), field, minimum)
+        if secret:
+            credentials[field] = secret
+    return _save(_store(store_id), "whatsapp", Provider.WHATSAPP_CLOUD, credentials, settings,
                  _rate(messages_per_second, Provider.WHATSAPP_CLOUD))  # fmt: skip
 
 

@@ -8,10 +8,12 @@ Caching, and why:
   and rate: reconnecting (new credentials) builds a new client on the next batch, with no restart.
   A replaced client is closed only after ``RETIRE_AFTER``, since a batch in another thread may
   still be using it; a batch older than that was already reaped by the dispatcher anyway.
-- Each connection gets one ``SlidingWindowLimiter`` of ``messages_per_second``, shared by every
-  thread of the process and handed to the client, which calls ``acquire`` before every request and
-  ``penalize`` on a provider rate limit. It is **per process**: N worker processes send up to N
-  times the rate. Use ``storeloop.core.ratelimit``'s database limiter when that matters.
+- Each connection gets one ``PacedRateLimiter`` of ``messages_per_second`` (``core.ratelimit``),
+  handed to the client, which calls ``acquire`` before every request and ``penalize`` on a
+  provider rate limit. Its schedule lives in the database under the store and channel, so every
+  thread of every worker process shares the one rate the shop configured: two workers together
+  send no faster than one. A process reserves send times a few at a time (50 ms worth), so the
+  database sees a short transaction per reservation, not per message.
 - The database is read on every call (one indexed query per store, channel and batch), so
   deactivating a connection stops sending from the next batch on.
 
@@ -22,7 +24,6 @@ per connection and process, or after a reconnect), closing one never does.
 from __future__ import annotations
 
 import hashlib
-import math
 import ssl
 import threading
 import time
@@ -34,11 +35,13 @@ import orjson
 from django import db
 
 from storeloop.core.errors import NotFound, ValidationError
-from storeloop.core.ports import SlidingWindowLimiter
+from storeloop.core.ports import RateLimiter
+from storeloop.core.ratelimit import PacedRateLimiter
 from storeloop.messaging.channels.base import ChannelInterface
 from storeloop.messaging.channels.email import EmailChannel
 from storeloop.messaging.channels.sms import SmsChannel
 from storeloop.messaging.channels.whatsapp import WhatsAppChannel
+from storeloop.messaging.inbound.links import twilio_status_url
 from storeloop.messaging.models import MessagingConnection
 from storeloop.stores.models import Store
 
@@ -73,7 +76,7 @@ class _Entry:
 
 _lock = threading.Lock()
 _channels: dict[int, _Entry] = {}
-_limiters: dict[int, tuple[float, SlidingWindowLimiter]] = {}
+_limiters: dict[int, tuple[float, PacedRateLimiter]] = {}
 _retired: list[tuple[float, ClosableChannel]] = []
 
 
@@ -132,16 +135,14 @@ def close_channels() -> None:
         channel.close()
 
 
-def rate_limiter(messages_per_second: float) -> SlidingWindowLimiter:
-    """A limiter for ``messages_per_second`` on average: a whole number is that many per 1 s window;
-    a fraction widens the window (0.5/s is 1 per 2 s, 2.5/s is 2 per 0.8 s)."""
+def rate_limiter(store_id: int, channel_name: str, messages_per_second: float) -> PacedRateLimiter:
+    """The store's shared send rate on one channel, ``messages_per_second`` across all processes."""
     if not messages_per_second > 0:
         raise ValueError("messages_per_second must be positive")
-    limit = max(1, math.floor(messages_per_second))
-    return SlidingWindowLimiter(limit=limit, window=limit / messages_per_second)
+    return PacedRateLimiter(f"messaging:{store_id}:{channel_name}", messages_per_second)
 
 
-def build_channel(connection: MessagingConnection, *, limiter: SlidingWindowLimiter | None = None) -> ClosableChannel:
+def build_channel(connection: MessagingConnection, *, limiter: RateLimiter | None = None) -> ClosableChannel:
     """A new, uncached channel for ``connection`` (``check_channel`` tests with one of these).
 
     Settings that cannot make a client (a row edited by hand, a missing key) raise
@@ -153,6 +154,8 @@ def build_channel(connection: MessagingConnection, *, limiter: SlidingWindowLimi
         if connection.provider == Provider.SMTP:
             return _email(credentials, options, limiter)
         if connection.provider == Provider.TWILIO:
+            # Status callbacks come to our own webhook unless the shop routes them elsewhere.
+            options["status_callback"] = options.get("status_callback") or twilio_status_url(connection.store_id)
             return _sms(credentials, options, limiter)
         if connection.provider == Provider.WHATSAPP_CLOUD:
             return _whatsapp(credentials, options, limiter)
@@ -173,7 +176,7 @@ def credentials_of(connection: MessagingConnection) -> dict[str, str]:
 # --- builders --------------------------------------------------------------------------------------
 
 
-def _email(credentials: dict[str, str], options: dict[str, Any], limiter: SlidingWindowLimiter | None) -> EmailChannel:
+def _email(credentials: dict[str, str], options: dict[str, Any], limiter: RateLimiter | None) -> EmailChannel:
     from storeloop.integrations.smtp.client import SmtpConfig, SmtpSender
 
     ca_cert = str(options.get("ca_cert") or "")
@@ -209,7 +212,7 @@ def _http_options(options: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _sms(credentials: dict[str, str], options: dict[str, Any], limiter: SlidingWindowLimiter | None) -> SmsChannel:
+def _sms(credentials: dict[str, str], options: dict[str, Any], limiter: RateLimiter | None) -> SmsChannel:
     from storeloop.integrations.twilio.client import DEFAULT_BASE_URL, TwilioClient
 
     client = TwilioClient(
@@ -225,9 +228,7 @@ def _sms(credentials: dict[str, str], options: dict[str, Any], limiter: SlidingW
     return SmsChannel(client)
 
 
-def _whatsapp(
-    credentials: dict[str, str], options: dict[str, Any], limiter: SlidingWindowLimiter | None
-) -> WhatsAppChannel:
+def _whatsapp(credentials: dict[str, str], options: dict[str, Any], limiter: RateLimiter | None) -> WhatsAppChannel:
     from storeloop.integrations.whatsapp.client import DEFAULT_API_VERSION, DEFAULT_BASE_URL, WhatsAppClient
 
     client = WhatsAppClient(
@@ -253,11 +254,11 @@ def _fingerprint(connection: MessagingConnection) -> str:
     return hashlib.sha256(material).hexdigest()
 
 
-def _limiter(connection: MessagingConnection) -> SlidingWindowLimiter:
+def _limiter(connection: MessagingConnection) -> PacedRateLimiter:
     rate = connection.messages_per_second or DEFAULT_RATES.get(connection.provider, 10.0)
     cached = _limiters.get(connection.pk)
     if cached is None or cached[0] != rate:
-        cached = (rate, rate_limiter(rate))
+        cached = (rate, rate_limiter(connection.store_id, connection.channel, rate))
         _limiters[connection.pk] = cached
     return cached[1]
 

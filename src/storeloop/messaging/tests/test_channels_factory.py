@@ -139,10 +139,14 @@ def test_channels_are_cached_per_connection_and_rebuilt_after_a_reconnect(
     assert first.client.http.is_closed
 
 
-@pytest.mark.parametrize(("rate", "limit", "window"), [(10, 10, 1.0), (0.5, 1, 2.0), (2.5, 2, 0.8), (1000, 1000, 1.0)])
-def test_rate_limiter_averages_the_configured_rate(rate: float, limit: int, window: float) -> None:
-    limiter = rate_limiter(rate)
-    assert (limiter.limit, limiter.window) == (limit, pytest.approx(window))
+@pytest.mark.parametrize(
+    ("rate", "interval", "prefetch"), [(10, 0.1, 1), (0.5, 2.0, 1), (2.5, 0.4, 1), (1000, 0.001, 50)]
+)
+def test_rate_limiter_paces_the_configured_rate_per_store_and_channel(
+    rate: float, interval: float, prefetch: int
+) -> None:
+    limiter = rate_limiter(7, "sms", rate)
+    assert (limiter.key, limiter.interval, limiter.prefetch) == ("messaging:7:sms", pytest.approx(interval), prefetch)
 
 
 def test_the_per_connection_rate_is_applied_across_batches(store: Any) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import time_machine
+from django.utils import timezone
 
 from storeloop.consent.services import MessagingConsentManager
 from storeloop.contacts.models import Contact
@@ -25,6 +26,7 @@ from storeloop.messaging.channels.connections import check_channel, connect_what
 from storeloop.messaging.channels.factory import channel_for, close_channels
 from storeloop.messaging.channels.whatsapp import WINDOW_CLOSED
 from storeloop.messaging.dispatcher import MessageDispatcher
+from storeloop.messaging.inbound.window import record_inbound
 from storeloop.messaging.models import MessagingConnection
 from storeloop.messaging.templates import TemplateRepository
 from storeloop.messaging.templating import Rendered
@@ -162,6 +164,7 @@ def test_a_marketing_opt_out_through_the_dispatcher_withdraws_consent(store: Any
         connect_whatsapp(store_id=store.pk, access_token=fake.access_token, phone_number_id=fake.phone_number_id,
                          base_url=fake.url)  # fmt: skip
         gate.grant_consent(contact, "whatsapp", "marketing", source="checkout")
+        record_inbound(store.pk, ANN, timezone.now() - dt.timedelta(hours=1))  # she wrote: free text may go
         version = repo.save_template(store, "wa-news", "whatsapp", body_text="News for {{ contact.first_name }}")
         repo.publish(version)
         dispatcher = MessageDispatcher(channel_for)

@@ -1,8 +1,9 @@
-"""Signed bounce/complaint webhook, DSN and ARF parsing."""
+"""Signed bounce/complaint/delivery webhook, DSN and ARF parsing."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import pytest
@@ -11,8 +12,8 @@ from storeloop.integrations.smtp.bounces import (
     MAX_EVENTS,
     BounceParseError,
     parse_arf,
-    parse_bounce_events,
     parse_dsn,
+    parse_email_events,
     sign,
     verify,
 )
@@ -25,39 +26,43 @@ from .conftest import make_spec
 SECRET = "whsec-store-1"
 BOUNCE = {
     "type": "bounce",
-    "email": "Customer@Example.COM",
+    "recipient": "Customer@Example.COM",
     "bounce_type": "hard",
     "reason": "550 5.1.1 user unknown",
     "message_id": "<msg_0001@shop.example>",
-    "occurred_at": "2025-05-01T12:00:00Z",
+    "timestamp": "2025-05-01T12:00:00Z",
 }
 
 
+def body(*events: Any) -> bytes:
+    return orjson.dumps({"events": list(events)})
+
+
 def test_signature_round_trip() -> None:
-    body = orjson.dumps(BOUNCE)
-    header = sign(SECRET, body)
+    raw = body(BOUNCE)
+    header = sign(SECRET, raw)
     assert header.startswith("sha256=")
     assert len(header) == 7 + 64
-    assert verify(SECRET, body, header)
-    assert verify(SECRET.encode(), body, "SHA256=" + header[7:].upper())  # case-insensitive hex
+    assert verify(SECRET, raw, header)
+    assert verify(SECRET.encode(), raw, "SHA256=" + header[7:].upper())  # case-insensitive hex
 
 
 @pytest.mark.parametrize(
     "header",
-    [None, "", "sha256=", "sha256=00", "md5=abc", "garbage", sign("other-secret", orjson.dumps(BOUNCE))],
+    [None, "", "sha256=", "sha256=00", "md5=abc", "garbage", sign("other-secret", body(BOUNCE))],
 )
 def test_bad_signatures_are_refused(header: str | None) -> None:
-    assert not verify(SECRET, orjson.dumps(BOUNCE), header)
+    assert not verify(SECRET, body(BOUNCE), header)
 
 
 def test_signature_covers_the_exact_bytes() -> None:
-    body = orjson.dumps(BOUNCE)
-    assert not verify(SECRET, body + b" ", sign(SECRET, body))
-    assert not verify("", body, sign("", body))  # an empty secret never verifies
+    raw = body(BOUNCE)
+    assert not verify(SECRET, raw + b" ", sign(SECRET, raw))
+    assert not verify("", raw, sign("", raw))  # an empty secret never verifies
 
 
 def test_single_event() -> None:
-    [event] = parse_bounce_events(orjson.dumps(BOUNCE))
+    [event] = parse_email_events(body(BOUNCE))
     assert event.type == "bounce"
     assert event.bounce_type == "hard"
     assert event.suppress
@@ -67,73 +72,86 @@ def test_single_event() -> None:
     assert event.source == "webhook"
 
 
-def test_list_of_events_with_normalisation() -> None:
-    events = parse_bounce_events(
-        orjson.dumps(
-            [
-                {**BOUNCE, "bounce_type": "soft", "message_id": "msg_2@shop.example", "provider_extra": 1},
-                {
-                    "type": "complaint",
-                    "email": "x@example.com",
-                    "bounce_type": "hard",
-                    "occurred_at": "2025-05-01T14:00:00+02:00",
-                },
-            ]
+def test_several_events_with_normalisation() -> None:
+    soft, complaint, delivered = parse_email_events(
+        body(
+            {**BOUNCE, "bounce_type": "soft", "message_id": "0100018f-provider-id", "provider_extra": 1},
+            {
+                "type": "complaint",
+                "recipient": "x@example.com",
+                "bounce_type": "hard",
+                "timestamp": "2025-05-01T14:00:00+02:00",
+            },
+            {"type": "delivered", "recipient": "<y@example.com>", "timestamp": 1746100800},
         )
     )
-    soft, complaint = events
     assert soft.bounce_type == "soft"
     assert not soft.suppress
-    assert soft.message_id == "<msg_2@shop.example>"
+    assert soft.message_id == "0100018f-provider-id"  # a provider's id is kept as given
     assert complaint.type == "complaint"
     assert complaint.bounce_type is None
     assert complaint.suppress
     assert complaint.reason == ""
     assert complaint.message_id is None
     assert complaint.occurred_at == datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
+    assert (delivered.type, delivered.email, delivered.suppress) == ("delivered", "y@example.com", False)
+    assert delivered.occurred_at == datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
 
 
 def test_malformed_json_is_reported() -> None:
     with pytest.raises(BounceParseError, match="not valid JSON") as info:
-        parse_bounce_events(b'{"type": "bounce",')
+        parse_email_events(b'{"events": [')
     assert info.value.field is None
 
 
 @pytest.mark.parametrize(
-    ("payload", "field"),
+    ("event", "field"),
     [
-        ({**BOUNCE, "type": "unsubscribe"}, "type"),
-        ({k: v for k, v in BOUNCE.items() if k != "bounce_type"}, "bounce_type"),
-        ({**BOUNCE, "email": "no-at-sign"}, "email"),
-        ({**BOUNCE, "email": 7}, "email"),
-        ({**BOUNCE, "occurred_at": "2025-05-01T12:00:00"}, "occurred_at"),
-        ({**BOUNCE, "occurred_at": "yesterday"}, "occurred_at"),
-        ({k: v for k, v in BOUNCE.items() if k != "occurred_at"}, "occurred_at"),
-        ({**BOUNCE, "reason": ["x"]}, "reason"),
-        ({**BOUNCE, "message_id": "<has space@x>"}, "message_id"),
-        ([BOUNCE, {**BOUNCE, "email": ""}], "[1].email"),
-        ([BOUNCE, "not an object"], "[1]"),
+        ({**BOUNCE, "type": "unsubscribe"}, "events[0].type"),
+        ({k: v for k, v in BOUNCE.items() if k != "bounce_type"}, "events[0].bounce_type"),
+        ({**BOUNCE, "recipient": "no-at-sign"}, "events[0].recipient"),
+        ({**BOUNCE, "recipient": 7}, "events[0].recipient"),
+        ({k: v for k, v in BOUNCE.items() if k != "recipient"}, "events[0].recipient"),
+        ({**BOUNCE, "timestamp": "2025-05-01T12:00:00"}, "events[0].timestamp"),
+        ({**BOUNCE, "timestamp": "yesterday"}, "events[0].timestamp"),
+        ({**BOUNCE, "timestamp": 1746100800000}, "events[0].timestamp"),  # milliseconds
+        ({**BOUNCE, "timestamp": True}, "events[0].timestamp"),
+        ({k: v for k, v in BOUNCE.items() if k != "timestamp"}, "events[0].timestamp"),
+        ({**BOUNCE, "reason": ["x"]}, "events[0].reason"),
+        ({**BOUNCE, "message_id": "<has space@x>"}, "events[0].message_id"),
+        ({**BOUNCE, "message_id": 42}, "events[0].message_id"),
+        ("not an object", "events[0]"),
     ],
 )
-def test_invalid_events_name_the_field(payload: object, field: str) -> None:
+def test_invalid_events_name_the_field(event: object, field: str) -> None:
     with pytest.raises(BounceParseError) as info:
-        parse_bounce_events(orjson.dumps(payload))
+        parse_email_events(body(event))
     assert info.value.field == field
     assert str(info.value).startswith(f"{field}: ")
 
 
+def test_the_failing_event_is_named_by_its_position() -> None:
+    with pytest.raises(BounceParseError) as info:
+        parse_email_events(body(BOUNCE, {**BOUNCE, "recipient": ""}))
+    assert info.value.field == "events[1].recipient"
+
+
 def test_errors_do_not_echo_the_address() -> None:
     with pytest.raises(BounceParseError) as info:
-        parse_bounce_events(orjson.dumps({**BOUNCE, "email": "secret person@example.com"}))
+        parse_email_events(body({**BOUNCE, "recipient": "secret person@example.com"}))
     assert "secret" not in str(info.value)
 
 
 def test_body_shape_and_size_limits() -> None:
-    with pytest.raises(BounceParseError, match="list of event objects"):
-        parse_bounce_events(b'"bounce"')
+    for raw in (b'"bounce"', orjson.dumps([BOUNCE]), b'{"event": []}'):
+        with pytest.raises(BounceParseError, match='an object with an "events" list'):
+            parse_email_events(raw)
+    with pytest.raises(BounceParseError) as info:
+        parse_email_events(b'{"events": {"type": "bounce"}}')
+    assert info.value.field == "events"
     with pytest.raises(BounceParseError, match=str(MAX_EVENTS)):
-        parse_bounce_events(orjson.dumps([BOUNCE] * (MAX_EVENTS + 1)))
-    assert parse_bounce_events(b"[]") == []
+        parse_email_events(body(*[BOUNCE] * (MAX_EVENTS + 1)))
+    assert parse_email_events(b'{"events": []}') == []
 
 
 def test_dsn_from_the_fake_relay(fake: FakeSmtpServer, sender: SmtpSender) -> None:
