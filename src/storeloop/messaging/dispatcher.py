@@ -35,8 +35,9 @@ from storeloop.consent.services import MessagingConsentManager, address_for
 from storeloop.contacts.models import Contact
 from storeloop.core.errors import ApplicationError, ValidationError
 from storeloop.messaging.channels.base import ChannelInterface, Envelope, Outcome, SendResult
+from storeloop.messaging.channels.factory import DEFAULT_RATES
 from storeloop.messaging.inbound.window import is_window_open, last_inbound_times
-from storeloop.messaging.models import Message, TemplateVersion
+from storeloop.messaging.models import Message, MessagingConnection, TemplateVersion
 from storeloop.messaging.policies import QUIET_CHANNELS, next_allowed_by_cap, quiet_until, zone_for
 from storeloop.messaging.templates import TemplateRepository
 from storeloop.stores.models import Store
@@ -44,6 +45,7 @@ from storeloop.stores.models import Store
 logger = logging.getLogger("storeloop.dispatch")
 Status = Message.Status
 CLAIM = dt.timedelta(minutes=5)
+SEND_WINDOW = dt.timedelta(seconds=60)  # a batch's sends must finish well inside its claim
 MAX_ATTEMPTS = 6
 PRIORITY = {Purpose.TRANSACTIONAL: 10, Purpose.MARKETING: 0}
 
@@ -133,6 +135,7 @@ class MessageDispatcher:
         messages = list(
             Message.objects.filter(pk__in=ids).select_related("contact", "template", "template__template", "store")
         )
+        messages = self._within_send_window(messages)
         counts: Counter[str] = Counter()
         ready: list[tuple[Message, Envelope]] = []
         delayed: dict[int, tuple[dt.datetime, str]] = {}
@@ -198,6 +201,28 @@ class MessageDispatcher:
             results = self._send(ready)
             self._write_results(ready, results, counts)
         return counts
+
+    @staticmethod
+    def _within_send_window(messages: list[Message]) -> list[Message]:
+        """Keep per store and channel only what its send rate gets out in ``SEND_WINDOW``; release
+        the rest to the queue. Sends are paced to the rate, and a batch that outlived its claim
+        would be reaped as ``unknown`` while still being sent (500 messages at 1/s)."""
+        groups: dict[tuple[int, str], list[Message]] = defaultdict(list)
+        for message in messages:
+            groups[(message.store_id, message.channel)].append(message)
+        rates = {
+            (c.store_id, c.channel): c.messages_per_second or DEFAULT_RATES.get(c.provider, 10.0)
+            for c in MessagingConnection.objects.filter(store_id__in={k[0] for k in groups})
+        }
+        kept: list[Message] = []
+        released: list[int] = []
+        for key, group in groups.items():
+            limit = max(1, int(rates.get(key, 10.0) * SEND_WINDOW.total_seconds()))
+            kept.extend(group[:limit])
+            released.extend(m.pk for m in group[limit:])
+        if released:
+            Message.objects.filter(pk__in=released, status=Status.QUEUED).update(claimed_until=None)
+        return kept
 
     @staticmethod
     def _last_inbound(messages: list[Message]) -> dict[tuple[int, str], dt.datetime]:

@@ -240,3 +240,26 @@ def test_a_channel_that_is_not_configured_sends_nothing_and_retries_later(
     assert dispatcher.process_queue() == Counter({"retry": 1})
     message = Message.objects.get()
     assert (message.status, message.last_error) == ("queued", "no email connection")
+
+
+@time_machine.travel(NOON, tick=False)
+def test_a_batch_takes_only_what_the_send_rate_gets_out_before_its_claim_ends(
+    dispatcher: MessageDispatcher, channels: dict[str, RecordingChannel], store: Any
+) -> None:
+    """At 0.5 messages/s a minute's sends are 30: the rest go back to the queue, unclaimed, instead of
+    waiting inside a claim they would outlive (and be reaped as 'unknown' while still being sent)."""
+    from storeloop.messaging.models import MessagingConnection
+
+    MessagingConnection.objects.create(
+        store=store, channel="email", provider="smtp", credentials="{}", messages_per_second=0.5
+    )
+    version = template(store)
+    for n in range(45):
+        person = Contact.objects.create(store=store, email=f"p{n}@example.com", country="DE")
+        queue(dispatcher, store, person, "transactional", f"receipt-{n}", version=version)
+    counts = dispatcher.process_queue(batch_size=500)
+    assert counts == Counter({"sent": 30})
+    assert len(channels["email"].sent) == 30
+    waiting = Message.objects.filter(status=Message.Status.QUEUED)
+    assert waiting.count() == 15
+    assert not waiting.filter(claimed_until__isnull=False).exists()

@@ -93,8 +93,10 @@ def test_a_rate_must_be_positive() -> None:
         PacedRateLimiter(KEY, 0)
 
 
-def assert_paced(times: list[float], rate: int, *, jitter: float = 0.05) -> None:
-    """No more than ``rate`` in any one-second window (give or take scheduling jitter)."""
+def assert_paced(times: list[float], rate: int, *, jitter: float = 0.25) -> None:
+    """No more than ``rate`` in any one-second window, give or take scheduling jitter: slots are
+    paced, but a send the OS delays lands next to the following one (seen at 0.09 s on a loaded
+    2-core machine). Without a shared limit two senders make ``2 * rate`` per second, far outside."""
     times = sorted(times)
     for first, later in zip(times, times[rate:], strict=False):
         assert later - first >= 1.0 - jitter, f"{rate + 1} sends within {later - first:.3f} s"
