@@ -19,7 +19,7 @@ def _setup_django() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from storeloop.cli import backfill, crm, messaging, ops, run, stores
+    from storeloop.cli import backfill, campaign, crm, messaging, ops, run, stores
 
     parser = argparse.ArgumentParser(
         prog="storeloop",
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.register(sub)
     crm.register(sub)
     messaging.register(sub)
+    campaign.register(sub)
     return parser
 
 

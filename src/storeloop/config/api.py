@@ -18,6 +18,7 @@ from storeloop.crm.api import crm_router
 from storeloop.crm.api import router as crm_order_router
 from storeloop.inbox.api import router as inbox_router
 from storeloop.messaging.api import messages_router, templates_router
+from storeloop.messaging.campaigns.api import router as campaigns_router
 from storeloop.metrics.api import contact_metrics_router
 from storeloop.metrics.api import router as metrics_router
 from storeloop.orders.api import router as orders_router
@@ -42,6 +43,7 @@ api.add_router("/contacts", contact_metrics_router)  # GET /contacts/{id}/metric
 api.add_router("/orders", crm_order_router)  # GET/POST /orders/{id}/sync
 api.add_router("/crm", crm_router)
 api.add_router("/backfills", backfill_router)
+api.add_router("/campaigns", campaigns_router)
 api.add_router("/templates", templates_router)
 api.add_router("/messages", messages_router)
 api.add_router("/contacts", consent_router)  # GET/POST /contacts/{id}/consent

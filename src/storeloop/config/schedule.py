@@ -9,6 +9,7 @@ from storeloop.core.tasks.reaper import reap_expired_leases
 from storeloop.core.tasks.scheduler import RecurringJob
 from storeloop.crm.tasks import schedule_due_crm_retries
 from storeloop.inbox.tasks import prune_inbox
+from storeloop.messaging.tasks import advance_campaigns, kick_dispatch, reap_stuck_messages
 from storeloop.metrics.tasks import refresh_all_store_metrics
 from storeloop.orders.tasks import reconcile_all_stores
 
@@ -31,4 +32,8 @@ def recurring_jobs() -> list[RecurringJob]:
         RecurringJob("crm_due_retries", every_seconds=60, task=schedule_due_crm_retries),
         # RFM quintiles and CLV fits are store-wide, so they are refreshed daily, not per event.
         RecurringJob("refresh_store_metrics", every_seconds=24 * 3600, task=refresh_all_store_metrics),
+        # Messaging: cheap checks in the scheduler itself; the work (materialise, send) goes to workers.
+        RecurringJob("advance_campaigns", every_seconds=10, inline=advance_campaigns),
+        RecurringJob("dispatch_due_messages", every_seconds=5, inline=kick_dispatch),
+        RecurringJob("reap_stuck_sends", every_seconds=60, task=reap_stuck_messages),
     ]

@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "storeloop.backfill",
     "storeloop.consent",
     "storeloop.messaging",
+    "storeloop.messaging.campaigns",
 ]
 
 MIDDLEWARE = [

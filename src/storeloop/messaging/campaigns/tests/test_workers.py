@@ -1,0 +1,190 @@
+"""Real ``storeloop worker`` and ``storeloop scheduler`` processes deliver campaigns end to end to
+the fake SMTP relay and the fake Twilio, and a worker killed in the middle of a campaign's
+materialisation leaves every recipient with exactly one message."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.utils import timezone
+from django_tasks.base import TaskResultStatus
+from django_tasks_db.models import DBTaskResult
+
+from storeloop.consent.models import ConsentEvent, ConsentState
+from storeloop.contacts.models import Contact
+from storeloop.integrations.smtp.fake import FakeSmtpServer
+from storeloop.integrations.twilio.fake import FakeTwilio
+from storeloop.messaging.campaigns.models import Campaign
+from storeloop.messaging.campaigns.tests.conftest import person, publish
+from storeloop.messaging.channels.connections import connect_smtp, connect_twilio
+from storeloop.messaging.manager import MessagingManager
+from storeloop.messaging.models import Message
+from storeloop.messaging.policies import quiet_until, zone_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.usefixtures("channels_closed")]
+EVERYONE: dict[str, Any] = {"all": []}
+MATERIALISE = "storeloop.messaging.tasks.materialise_campaign"
+# Numbers in zones spread around the clock: the SMS test uses one where it is daytime now, so
+# marketing quiet hours (21:00-08:00 local) do not delay it.
+PHONE_PREFIXES = ["+49151123456", "+8190123456", "+121273601", "+121362100", "+9198765432"]
+
+
+def spawn(db_url: str, *argv: str, **env: str) -> subprocess.Popen[bytes]:
+    environment = {**os.environ, "STORELOOP_DATABASE_URL": db_url, "STORELOOP_LOG_LEVEL": "WARNING",
+                   "STORELOOP_PUBLIC_URL": "https://loop.example", **env}  # fmt: skip
+    return subprocess.Popen([sys.executable, "-m", "storeloop.cli.main", *argv], env=environment,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:
+        stop(proc)
+
+
+def situation() -> str:
+    """What the database says, for a failure message."""
+    campaigns = list(Campaign.objects.values_list("pk", "state", "cursor", "materialised_at", "last_error"))
+    messages = Counter(Message.objects.values_list("status", "reason", "last_error"))
+    tasks = Counter(DBTaskResult.objects.values_list("task_path", "status"))
+    return f"campaigns {campaigns}; messages {dict(messages)}; tasks {dict(tasks)}"
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}: {situation()}")
+        time.sleep(0.1)
+
+
+def daytime_prefix() -> str:
+    now = timezone.now()
+    for prefix in PHONE_PREFIXES:
+        zone = zone_for(prefix + "01", "")
+        assert zone.key != "UTC", prefix
+        if all(quiet_until(now + dt.timedelta(minutes=m), zone) is None for m in (0, 15)):
+            return prefix
+    raise AssertionError("no daytime zone among the test numbers")
+
+
+def test_worker_and_scheduler_deliver_campaigns_and_single_messages(
+    store: Any, smtp: FakeSmtpServer, twilio: FakeTwilio, sqlite_or_pg_url: str, processes: list[Any]
+) -> None:
+    connect_smtp(store_id=store.pk, host=smtp.host, port=smtp.port, security="none", from_addr="shop@shop.example",
+                 messages_per_second=1000)  # fmt: skip
+    connect_twilio(store_id=store.pk, account_sid=twilio.account_sid, auth_token=twilio.auth_token,
+                   from_number=twilio.from_number, base_url=twilio.url, messages_per_second=1000)  # fmt: skip
+    publish(store, "news", "email", subject="News for {{ contact.first_name }}", body_text="Hello!")
+    publish(store, "sale", "sms", body_text="{{ contact.first_name }}: 20% off this week")
+    publish(store, "receipt", "email", subject="Your receipt", body_text="Thanks!")
+    prefix = daytime_prefix()
+    readers = [person(store, f"r{i:02}", country="DE", consent=("email",)) for i in range(40)]
+    texters = [person(store, f"t{i:02}", phone=f"{prefix}{i:02}", consent=("sms",)) for i in range(20)]
+    buyer = person(store, "buyer")
+
+    manager = MessagingManager()
+    news = manager.send_bulk_message(store, template_key="news", channel="email", audience=EVERYONE)
+    sale = manager.create_campaign(store, name="Sale", template_key="sale", channel="sms", audience=EVERYONE)
+    manager.schedule_campaign(sale, timezone.now() + dt.timedelta(seconds=2))
+    manager.send_templated_message(store, buyer, "receipt", "email", "transactional", {}, "order-7-receipt")
+
+    env = {"STORELOOP_TASK_LEASE_SECONDS": "8"}
+    processes.append(spawn(sqlite_or_pg_url, "worker", "--interval", "0.05", **env))
+    processes.append(spawn(sqlite_or_pg_url, "scheduler", "--tick", "0.2", **env))
+
+    def done() -> bool:
+        return Campaign.objects.filter(state="completed").count() == 2 and len(smtp.messages) >= 41
+
+    wait_for(done, 90, "both campaigns to complete")
+    assert Counter(m.rcpt_tos[0] for m in smtp.messages) == Counter({c.email: 1 for c in [*readers, buyer]})
+    assert [twilio.sent_count(c.phone) for c in texters] == [1] * 20
+    assert twilio.duplicates() == []
+    assert Message.objects.filter(status="sent").count() == 61
+    for campaign, count in [(news, 40), (sale, 20)]:
+        figures = manager.campaign_figures(campaign)
+        # Everyone without consent on the channel was kept out: 61 contacts in each audience.
+        assert (figures.targeted, figures.sent, figures.suppressed, figures.queued) == (61, count, 61 - count, 0)
+
+
+def _bulk_audience(store: Any, size: int) -> list[Contact]:
+    """``size`` contacts with marketing e-mail consent, inserted in bulk (setup, not the subject)."""
+    now = timezone.now()
+    contacts = Contact.objects.bulk_create(
+        Contact(store=store, email=f"k{i:05}@example.com", first_name=f"K{i}") for i in range(size)
+    )
+    events = ConsentEvent.objects.bulk_create(
+        ConsentEvent(store=store, contact=c, channel="email", purpose="marketing", action="grant", source="checkout",
+                     occurred_at=now) for c in contacts
+    )  # fmt: skip
+    ConsentState.objects.bulk_create(
+        ConsentState(store=store, contact=e.contact, channel="email", purpose="marketing", status="granted",
+                     lawful_basis="consent", last_event=e, updated_at=now) for e in events
+    )  # fmt: skip
+    return contacts
+
+
+def test_a_worker_killed_mid_campaign_leaves_everyone_with_exactly_one_message(
+    store: Any, news: Any, smtp: FakeSmtpServer, sqlite_or_pg_url: str, processes: list[Any]
+) -> None:
+    size = 2500  # three materialisation batches
+    connect_smtp(store_id=store.pk, host=smtp.host, port=smtp.port, security="none", from_addr="shop@shop.example",
+                 messages_per_second=1000)  # fmt: skip
+    contacts = _bulk_audience(store, size)
+    manager = MessagingManager()
+    campaign = manager.send_bulk_message(store, template_key="news", channel="email", audience=EVERYONE)
+
+    first = spawn(sqlite_or_pg_url, "worker", "--interval", "0.02", "--lease-seconds", "2")
+    processes.append(first)
+    deadline = time.monotonic() + 60
+    while not Campaign.objects.filter(pk=campaign.pk, cursor__gt=0).exists():
+        assert time.monotonic() < deadline, "the worker never materialised a batch"
+        time.sleep(0.002)
+    os.killpg(first.pid, signal.SIGSTOP)  # frozen where it is: look, then kill it without a goodbye
+    campaign.refresh_from_db()
+    in_flight = Message.objects.filter(status="sending").count()
+    assert campaign.materialised_at is None, "materialisation finished before the kill: nothing was tested"
+    assert in_flight == 0  # one worker: while it materialises it is not inside a provider call
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    materialised_before = Message.objects.filter(campaign_id=campaign.pk).count()
+    assert 0 < materialised_before < size
+    assert DBTaskResult.objects.get(task_path=MATERIALISE).status == TaskResultStatus.RUNNING
+
+    # The scheduler reaps the dead worker's task; a new worker resumes from the committed cursor.
+    env = {"STORELOOP_TASK_LEASE_SECONDS": "8"}
+    processes.append(spawn(sqlite_or_pg_url, "scheduler", "--tick", "0.2", **env))
+    processes.append(spawn(sqlite_or_pg_url, "worker", "--interval", "0.02", **env))
+    wait_for(lambda: Campaign.objects.filter(pk=campaign.pk, state="completed").exists(), 120, "the campaign")
+
+    assert Counter(m.rcpt_tos[0] for m in smtp.messages) == Counter({c.email: 1 for c in contacts})
+    assert set(smtp.count_by_message_id().values()) == {1}
+    assert Message.objects.filter(campaign_id=campaign.pk, status="sent").count() == size
+    figures = manager.campaign_figures(campaign)
+    assert (figures.targeted, figures.sent, figures.suppressed, figures.queued, figures.messages) == (
+        size, size, 0, 0, size
+    )  # fmt: skip
+    task = DBTaskResult.objects.get(task_path=MATERIALISE)
+    assert task.status == TaskResultStatus.SUCCESSFUL
+    assert len(task.worker_ids) == 2  # the killed attempt, then the one that finished

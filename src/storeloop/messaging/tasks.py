@@ -1,0 +1,73 @@
+"""Messaging's background work: materialising campaigns and draining the dispatch queue.
+
+Sending is driven by ``dispatch_messages``, a drain that runs ``MessageDispatcher.process_queue``
+until nothing is due or its time budget is spent (then it queues its continuation, so other work
+gets a worker in between). Whoever queues messages calls ``request_dispatch`` in the same
+transaction; the scheduler's ``kick_dispatch`` is the backstop for messages that become due
+later (schedules, back-offs, quiet hours, caps) or a drain that was missed.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
+
+from storeloop.core.tasks import durable_task, enqueue_on_commit
+from storeloop.messaging.models import Message
+
+DISPATCH_BUDGET_SECONDS = 10.0
+
+
+@durable_task(queue="default", max_attempts=10, retry_base_seconds=5, retry_max_seconds=300)
+def materialise_campaign(campaign_id: str) -> dict[str, object]:
+    """Start a due campaign and insert its messages. Safe to run twice: batches resume from the
+    committed cursor and every message has a unique dedupe key."""
+    from storeloop.messaging.manager import MessagingManager
+
+    return MessagingManager().materialise_campaign(int(campaign_id)).as_dict()
+
+
+@durable_task(queue="default", max_attempts=2)
+def dispatch_messages() -> dict[str, int]:
+    """Send what is due, batch after batch, for at most ``DISPATCH_BUDGET_SECONDS``. Safe to run
+    twice or in parallel: messages are claimed under a lease."""
+    from storeloop.messaging.manager import MessagingManager
+
+    return dict(MessagingManager().dispatch_due(budget_seconds=DISPATCH_BUDGET_SECONDS))
+
+
+@durable_task(queue="maintenance", max_attempts=3)
+def reap_stuck_messages() -> int:
+    """Messages left ``sending`` by a dead worker become ``unknown`` (never resent)."""
+    from storeloop.messaging.dispatcher import reap_stuck_sends
+
+    return reap_stuck_sends()
+
+
+def _dispatch_waiting() -> bool:
+    return bool(DBTaskResult.objects.ready().filter(task_path=dispatch_messages.module_path).exists())
+
+
+def request_dispatch() -> None:
+    """Queue a drain when the caller's transaction commits, unless one is already waiting to run
+    (it will see the caller's messages: it has not claimed anything yet). Call inside a transaction."""
+    if not _dispatch_waiting():
+        enqueue_on_commit(dispatch_messages)
+
+
+def kick_dispatch() -> bool:
+    """The scheduler's backstop: queue a drain when messages are due and none is waiting."""
+    due = Message.objects.filter(status=Message.Status.QUEUED, not_before__lte=timezone.now())
+    if not due.exists() or _dispatch_waiting():
+        return False
+    with transaction.atomic():
+        enqueue_on_commit(dispatch_messages)
+    return True
+
+
+def advance_campaigns() -> dict[str, int]:
+    """The scheduler's campaign tick: start due ones, revive stalled ones, complete finished ones."""
+    from storeloop.messaging.campaigns.services import advance_campaigns as advance
+
+    return advance()
