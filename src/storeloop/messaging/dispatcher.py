@@ -197,7 +197,16 @@ class MessageDispatcher:
             # The attempt is on record before any provider call: a crash from here on can never
             # lead to a second send (see the module docstring).
             with transaction.atomic():
-                Message.objects.filter(pk__in=[m.pk for m, _ in ready]).update(status=Status.SENDING, attempted_at=now)
+                # Only rows still queued: a campaign paused or cancelled since the claim took its
+                # messages to held/cancelled, and those must not be sent.
+                still_queued = set(
+                    Message.objects.select_for_update()
+                    .filter(pk__in=[m.pk for m, _ in ready], status=Status.QUEUED)
+                    .values_list("pk", flat=True)
+                )
+                Message.objects.filter(pk__in=still_queued).update(status=Status.SENDING, attempted_at=now)
+            ready = [(m, e) for m, e in ready if m.pk in still_queued]
+        if ready:
             results = self._send(ready)
             self._write_results(ready, results, counts)
         return counts
@@ -278,10 +287,15 @@ class MessageDispatcher:
     def _write_decisions(
         self, closed: dict[int, tuple[str, str]], delayed: dict[int, tuple[dt.datetime, str]], counts: Counter[str]
     ) -> None:
+        outcomes: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for pk, decision in closed.items():
+            outcomes[decision].append(pk)
         with transaction.atomic():
-            for pk, (status, reason) in closed.items():
-                Message.objects.filter(pk=pk).update(status=status, reason=reason, claimed_until=None)
-                counts[status] += 1
+            for (status, reason), pks in outcomes.items():
+                # Status guard: a message held or cancelled since the claim keeps that status.
+                counts[status] += Message.objects.filter(pk__in=pks, status=Status.QUEUED).update(
+                    status=status, reason=reason, claimed_until=None
+                )
             for pk, (when, reason) in delayed.items():
                 Message.objects.filter(pk=pk).update(not_before=when, reason=reason, claimed_until=None)
                 counts["delayed"] += 1

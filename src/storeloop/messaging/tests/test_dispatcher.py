@@ -263,3 +263,28 @@ def test_a_batch_takes_only_what_the_send_rate_gets_out_before_its_claim_ends(
     waiting = Message.objects.filter(status=Message.Status.QUEUED)
     assert waiting.count() == 15
     assert not waiting.filter(claimed_until__isnull=False).exists()
+
+
+@time_machine.travel(NOON, tick=False)
+def test_a_message_held_or_cancelled_after_the_claim_is_not_sent(
+    channels: dict[str, RecordingChannel], store: Any
+) -> None:
+    """A campaign paused (held) or cancelled between the batch's claim and its provider call."""
+    version = template(store)
+    people = [Contact.objects.create(store=store, email=f"p{n}@example.com", country="DE") for n in range(3)]
+
+    class PausingConsent(MessagingConsentManager):
+        # Runs after the claim, inside the batch: the moment a pause lands in production.
+        def has_consent(self, contact: Any, *args: Any, **kwargs: Any) -> Any:
+            if contact.pk == people[0].pk:
+                Message.objects.filter(contact=people[1]).update(status=Message.Status.HELD)
+                Message.objects.filter(contact=people[2]).update(status=Message.Status.CANCELLED)
+            return super().has_consent(contact, *args, **kwargs)
+
+    dispatcher = MessageDispatcher(lambda store, channel: channels[channel], consent=PausingConsent())
+    for person in people:
+        queue(dispatcher, store, person, "transactional", f"receipt-{person.pk}", version=version)
+    assert dispatcher.process_queue() == Counter({"sent": 1})
+    assert [e.to for e in channels["email"].sent] == ["p0@example.com"]
+    statuses = dict(Message.objects.values_list("contact__email", "status"))
+    assert statuses == {"p0@example.com": "sent", "p1@example.com": "held", "p2@example.com": "cancelled"}
