@@ -6,12 +6,12 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := python3
 export UV_LINK_MODE := copy
 
-.PHONY: run test test-postgres lint typecheck check bench-ingest clean help
+.PHONY: run test test-postgres chromium lint typecheck check bench-ingest clean help
 
 help:
 	@echo "make run    - install, migrate, start web + worker + scheduler (+ demo shop) on SQLite"
 	@echo "make test   - install and run the whole test suite"
-	@echo "make lint / typecheck / check (all) / bench-ingest / clean"
+	@echo "make lint / typecheck / check (all) / chromium (for browser tests) / bench-ingest / clean"
 
 # uv itself comes from PyPI into a private venv, so a machine with only python3 works.
 $(UV):
@@ -25,10 +25,19 @@ $(UV):
 run: .venv/.synced
 	exec .venv/bin/storeloop run
 
-test: .venv/.synced
+# Browser tests drive Debian's Chromium through Playwright: `playwright install` cannot download its
+# own browsers on these machines. Installed once (needs root); nothing happens when it is there.
+CHROMIUM := /usr/bin/chromium
+chromium:
+	@test -x $(CHROMIUM) || { \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq --no-install-recommends chromium \
+	  || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; }; }
+
+test: .venv/.synced chromium
 	.venv/bin/pytest
 
-test-postgres: .venv/.synced
+test-postgres: .venv/.synced chromium
 	STORELOOP_DATABASE_URL=$${STORELOOP_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} .venv/bin/pytest
 
 lint: .venv/.synced

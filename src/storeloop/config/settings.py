@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "ninja",  # serves Swagger UI's files itself: /api/v1/docs works without a CDN (closed networks, CSP)
     "django_tasks",
     "django_tasks_db",
     "storeloop.core",
