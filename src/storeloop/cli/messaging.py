@@ -181,6 +181,7 @@ def _register_suppression(sub: Any) -> None:
     remove.add_argument("--store", type=int, required=True, help="store id")
     remove.add_argument("--channel", choices=CHANNELS, required=True)
     remove.add_argument("--address", required=True)
+    remove.add_argument("--reason", default="", help="why it is removed (kept in the record)")
     remove.set_defaults(handler=_suppression_remove)
 
 
@@ -508,9 +509,10 @@ def _suppression_add(args: argparse.Namespace) -> int:
 
 
 def _suppression_remove(args: argparse.Namespace) -> int:
-    from storeloop.consent.selectors import suppression_by_address
+    from storeloop.consent.services import MessagingConsentManager
 
-    row = suppression_by_address(store=_store(args.store), channel=args.channel, address=args.address)
-    row.delete()  # a plain delete, as in the API: the list keeps no history of its own
-    console.print(f"Removed {row.address} from the {row.channel} suppression list.")
+    store = _store(args.store)
+    removal = MessagingConsentManager().unsuppress(store.pk, args.channel, args.address, args.reason, "cli")
+    console.print(f"Removed the address from the {removal.channel} suppression list (it was suppressed for "
+                  f"{removal.reason}); the removal is recorded as #{removal.pk}.")  # fmt: skip
     return 0

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import path
 
 from storeloop.config.api import api
-from storeloop.consent.views import preferences, unsubscribe
+from storeloop.consent.views import confirm, preferences, unsubscribe
 from storeloop.inbox.views import woocommerce_webhook
 from storeloop.messaging.inbound.views import email_events, twilio_inbound, twilio_status, whatsapp_webhook
 from storeloop.system.views import healthz, index
@@ -22,4 +22,5 @@ urlpatterns = [
     path("webhooks/email/<int:store_id>", email_events, name="email-webhook"),
     path("u/<str:token>", unsubscribe, name="unsubscribe"),
     path("preferences/<str:token>", preferences, name="preferences"),
+    path("confirm/<str:token>", confirm, name="confirm-consent"),
 ]

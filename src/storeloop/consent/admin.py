@@ -3,19 +3,26 @@
 The ledger and the states are evidence and are changed only through ``MessagingConsentManager``
 (API, unsubscribe links, keywords), so here they are read-only; bulk delete is off too, since a
 queryset delete would bypass the ledger's refusal. Suppressions may be added (normalised like
-every other entry) and removed.
+every other entry) and removed; a removal (one or a bulk action) goes through
+``MessagingConsentManager.unsuppress``, which records it as a ``SuppressionRemoval``.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from storeloop.consent.models import Channel, ConsentEvent, ConsentState, Preference, Suppression
+from storeloop.consent.models import Channel, ConsentEvent, ConsentState, Preference, Suppression, SuppressionRemoval
+from storeloop.consent.services import MessagingConsentManager
 from storeloop.contacts.normalize import normalize_email, normalize_phone
+from storeloop.core.errors import NotFound
+
+REMOVED_IN_ADMIN = "removed in the admin"
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
@@ -80,6 +87,31 @@ class SuppressionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # an entry is added or removed, not edited into another address
+
+    def delete_model(self, request: HttpRequest, obj: Suppression) -> None:
+        _unsuppress(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Suppression]) -> None:
+        for row in queryset:
+            _unsuppress(request, row)
+
+
+def _unsuppress(request: HttpRequest, row: Suppression) -> None:
+    # Removed by someone else meanwhile (NotFound): their removal is the one on record.
+    with contextlib.suppress(NotFound):
+        MessagingConsentManager().unsuppress(row.store_id, row.channel, row.address, REMOVED_IN_ADMIN,
+                                             f"admin:{request.user.get_username()}")  # fmt: skip
+
+
+@admin.register(SuppressionRemoval)
+class SuppressionRemovalAdmin(ReadOnlyAdmin):
+    list_display = ("id", "store", "channel", "suppression_id", "reason", "suppressed_at", "actor", "note",
+                    "removed_at")  # fmt: skip
+    list_filter = ("channel", "reason", "store")
+    search_fields = ("=address_sha256", "actor")
+    list_select_related = ("store",)
+    readonly_fields = [f.name for f in SuppressionRemoval._meta.fields]
+    date_hierarchy = "removed_at"
 
 
 @admin.register(Preference)

@@ -42,12 +42,30 @@ class ImmutableError(Exception):
     pass
 
 
-class ConsentEvent(models.Model):
+class AppendOnlyModel(models.Model):
+    """Rows that are evidence: written once, never changed or deleted through the ORM."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise ImmutableError(f"{type(self).__name__} rows are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise ImmutableError(f"{type(self).__name__} rows are append-only")
+
+
+class ConsentEvent(AppendOnlyModel):
     class Action(models.TextChoices):
         GRANT = "grant"
         REQUEST = "request"  # double opt-in asked for, awaiting confirmation
         CONFIRM = "confirm"
         WITHDRAW = "withdraw"
+        # Another contact was merged into this one: what its consent became (evidence only, the
+        # state row points at the event that decided it).
+        MERGE = "merge"
 
     store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="+")
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="consent_events")
@@ -66,14 +84,6 @@ class ConsentEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.channel}/{self.purpose} for contact #{self.contact_id}"
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if self.pk is not None:
-            raise ImmutableError("consent events are append-only")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
-        raise ImmutableError("consent events are append-only")
 
 
 class ConsentState(models.Model):
@@ -119,6 +129,25 @@ class Suppression(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} suppression ({self.reason})"
+
+
+class SuppressionRemoval(AppendOnlyModel):
+    """Who took an address off the suppression list, when and why (the list itself keeps only
+    what is in force). The address is kept as a SHA-256 of its normalised form: enough to answer
+    "was this address ever unsuppressed?", without copying personal data into the audit trail."""
+
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="+")
+    suppression_id = models.BigIntegerField(help_text="id of the removed entry")
+    channel = models.CharField(max_length=20, choices=Channel.choices)
+    address_sha256 = models.CharField(max_length=64, db_index=True)
+    reason = models.CharField(max_length=30, choices=Suppression.Reason.choices, help_text="why it was suppressed")
+    suppressed_at = models.DateTimeField()
+    note = models.CharField(max_length=500, blank=True, default="", help_text="why it was removed")
+    actor = models.CharField(max_length=150, help_text="api-key:<prefix>, cli, admin:<user>…")
+    removed_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.channel} suppression #{self.suppression_id} removed"
 
 
 class Preference(models.Model):

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from ninja import Schema
 from pydantic import ConfigDict, Field, field_validator
 
-from storeloop.consent.models import ConsentEvent, ConsentState, Preference, Suppression
+from storeloop.consent.models import ConsentEvent, ConsentState, Preference, Suppression, SuppressionRemoval
 from storeloop.consent.selectors import ContactConsent
 
 ChannelName = Literal["email", "sms", "whatsapp"]
@@ -56,7 +56,9 @@ class ConsentChangeIn(StrictIn):
     purpose: PurposeName
     source: str = Field(pattern=r"^[a-z0-9_.:-]{1,50}$", description="e.g. checkout, form, phone_call, import")
     lawful_basis: LawfulBasisName | None = Field(default=None, description="grant only; default consent")
-    double_opt_in: bool = Field(default=False, description="grant only: pending until the contact confirms")
+    double_opt_in: bool = Field(
+        default=False, description="marketing email grant only: emails a confirmation link; pending until followed"
+    )
     evidence: EvidenceIn | None = None
     occurred_at: dt.datetime | None = Field(default=None, description="when it was given; default now")
 
@@ -160,6 +162,25 @@ class ConsentChangeOut(Schema):
     can_send: GateOut
 
 
+class DoubleOptInIn(StrictIn):
+    channel: Literal["email"] = "email"
+    source: str = Field(default="double_opt_in", pattern=r"^[a-z0-9_.:-]{1,50}$",
+                        description="where the request came from, e.g. newsletter_form")  # fmt: skip
+    evidence: EvidenceIn | None = Field(default=None, description="how the contact asked (required)")
+
+
+class DoubleOptInOut(Schema):
+    contact_id: int
+    outcome: Literal["queued", "already_queued", "already_granted"] = Field(
+        description="queued: a new request and confirmation email; already_queued: a recent request is pending "
+        "and its email is the one named; already_granted: nothing to confirm, no email"
+    )
+    event: ConsentEventOut = Field(description="the pending request (or, when already granted, the grant)")
+    message_id: int | None = Field(description="the confirmation email (see GET /api/v1/messages/{id})")
+    state: ConsentStateOut | None
+    can_send: GateOut
+
+
 # --- suppressions --------------------------------------------------------------------------------
 
 
@@ -174,3 +195,33 @@ class SuppressionPage(Schema):
     count: int
     next_offset: int | None
     items: list[SuppressionOut]
+
+
+class RemovalQuery(Schema):
+    reason: str = Field(default="", max_length=500, description="why it is removed (kept in the record)")
+
+
+class SuppressionRemovalOut(Schema):
+    id: int
+    suppression_id: int
+    channel: str
+    address_sha256: str = Field(description="SHA-256 of the normalised address (the address itself is not kept)")
+    reason: str = Field(description="why the address had been suppressed")
+    suppressed_at: dt.datetime
+    note: str = Field(description="why it was removed")
+    actor: str
+    removed_at: dt.datetime
+
+    @staticmethod
+    def of(row: SuppressionRemoval) -> SuppressionRemovalOut:
+        return SuppressionRemovalOut(
+            id=row.pk, suppression_id=row.suppression_id, channel=row.channel, address_sha256=row.address_sha256,
+            reason=row.reason, suppressed_at=row.suppressed_at, note=row.note, actor=row.actor,
+            removed_at=row.removed_at,
+        )  # fmt: skip
+
+
+class SuppressionRemovalPage(Schema):
+    count: int
+    next_offset: int | None
+    items: list[SuppressionRemovalOut]

@@ -7,8 +7,16 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
-from storeloop.consent.models import Channel, ConsentEvent, ConsentState, Preference, Purpose, Suppression
-from storeloop.consent.services import ConsentDecision, MessagingConsentManager, address_for
+from storeloop.consent.models import (
+    Channel,
+    ConsentEvent,
+    ConsentState,
+    Preference,
+    Purpose,
+    Suppression,
+    SuppressionRemoval,
+)
+from storeloop.consent.services import ConsentDecision, MessagingConsentManager, address_digest, address_for
 from storeloop.contacts.models import Contact
 from storeloop.contacts.normalize import normalize_email, normalize_phone
 from storeloop.contacts.selectors import contact_get_for_store
@@ -107,3 +115,19 @@ def suppression_by_address(*, store: Store, channel: str, address: str) -> Suppr
     if suppression is None:
         raise NotFound(f"{address!r} is not on the {channel} suppression list", code="suppression_not_found")
     return suppression
+
+
+def suppression_removals(
+    *, store: Store, channel: str | None = None, address: str | None = None
+) -> QuerySet[SuppressionRemoval]:
+    """The store's record of removed suppressions, newest first; ``address`` matches by digest."""
+    qs = SuppressionRemoval.objects.filter(store=store).order_by("-id")
+    if channel:
+        if channel not in Channel.values:
+            raise ValidationError(f"channel must be one of {', '.join(Channel.values)}", code="invalid_channel",
+                                  details=[{"field": "channel", "error": f"one of {Channel.values}"}])  # fmt: skip
+        qs = qs.filter(channel=channel)
+    if address:
+        forms = {a for a in (normalize_email(address), normalize_phone(address)) if a}
+        qs = qs.filter(address_sha256__in=[address_digest(a) for a in forms])
+    return qs

@@ -7,13 +7,15 @@ suppression or a pause made after queueing still stops the message.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+import hashlib
+import hmac
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core import signing
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from storeloop.consent.models import (
@@ -25,10 +27,14 @@ from storeloop.consent.models import (
     Preference,
     Purpose,
     Suppression,
+    SuppressionRemoval,
 )
 from storeloop.contacts.models import Contact
 from storeloop.contacts.normalize import normalize_email, normalize_phone
 from storeloop.core.errors import NotFound, ValidationError
+
+if TYPE_CHECKING:
+    from storeloop.consent.double_opt_in import DoubleOptInRequest
 
 Action = ConsentEvent.Action
 UNSUBSCRIBE_SALT = "storeloop.consent.unsubscribe"
@@ -46,7 +52,18 @@ class ConsentDecision:
         return self.allowed
 
 
-def _live(contact: Contact) -> Contact:
+@dataclass(frozen=True)
+class PendingConfirmation:
+    """What a valid double opt-in link confirms: the live contact, channel, purpose, current status."""
+
+    contact: Contact
+    channel: str
+    purpose: str
+    status: str
+
+
+def live_contact(contact: Contact) -> Contact:
+    """The contact itself, or the one it was merged into (followed through chains)."""
     hops = 0
     while contact.merged_into_id is not None and hops < 20:
         contact = Contact.objects.get(pk=contact.merged_into_id)
@@ -56,6 +73,22 @@ def _live(contact: Contact) -> Contact:
 
 def address_for(contact: Contact, channel: str) -> str:
     return contact.email if channel == Channel.EMAIL else contact.phone
+
+
+def address_digest(address: str) -> str:
+    """SHA-256 of a normalised address: lets links and audit rows name an address without holding it."""
+    return hashlib.sha256(address.encode()).hexdigest()
+
+
+def merged_family(contact: Contact) -> list[int]:
+    """``contact`` and every contact merged into it, directly or through a chain of merges."""
+    ids, frontier = [contact.pk], [contact.pk]
+    for _ in range(20):  # merge chains are short; the bound guards against a corrupted cycle
+        frontier = list(Contact.objects.filter(merged_into_id__in=frontier).values_list("pk", flat=True))
+        if not frontier:
+            break
+        ids.extend(frontier)
+    return ids
 
 
 def _validate(channel: str, purpose: str) -> None:
@@ -82,7 +115,7 @@ class MessagingConsentManager:
         """
         _validate(channel, purpose)
         at = at or timezone.now()
-        contact = _live(contact)
+        contact = live_contact(contact)
         address = address_for(contact, channel)
         if not address:
             return ConsentDecision(False, "no_address")
@@ -128,25 +161,80 @@ class MessagingConsentManager:
         return self._record(contact, channel, purpose, action, status, source, evidence, lawful_basis, occurred_at)
 
     def confirmation_token(self, contact: Contact, channel: str, purpose: str) -> str:
+        """A signed token for the double opt-in link. It names the address it was sent to (as a
+        digest, so the link carries no personal data): a contact whose address changed since cannot
+        confirm the new one with a link mailed to the old one."""
+        contact = live_contact(contact)
         return signing.TimestampSigner(salt=CONFIRM_SALT).sign_object(
-            {"c": contact.pk, "ch": channel, "p": purpose}, compress=True
+            {"c": contact.pk, "ch": channel, "p": purpose, "a": address_digest(address_for(contact, channel))[:16]},
+            compress=True,
         )
 
-    def confirm_consent(self, token: str, *, evidence: dict[str, Any] | None = None) -> ConsentEvent:
-        """The double opt-in link was followed: pending becomes granted."""
+    def generate_confirmation_link(
+        self, contact: Contact, channel: str = Channel.EMAIL, purpose: str = Purpose.MARKETING
+    ) -> str:
+        """The double opt-in link (``/confirm/<token>``); it expires after 7 days."""
+        _validate(channel, purpose)
+        return f"{settings.PUBLIC_URL}/confirm/{self.confirmation_token(contact, channel, purpose)}"
+
+    def read_confirmation_token(self, token: str) -> PendingConfirmation:
+        """Check a double opt-in link without changing anything: signature, age, the contact, that
+        the address is still the one the link was sent to, and that there is something to confirm."""
         data = self._unsign(token, CONFIRM_SALT, CONFIRM_LINK_AGE)
+        channel, purpose = str(data.get("ch", "")), str(data.get("p", ""))
+        if channel not in Channel.values or purpose not in Purpose.values or not isinstance(data.get("a"), str):
+            raise ValidationError("this link is not valid", code="link_invalid")
         contact = Contact.objects.filter(pk=int(data.get("c") or 0)).first()
         if contact is None:
             raise NotFound("this confirmation link points at nobody", code="contact_not_found")
-        state = ConsentState.objects.filter(contact=_live(contact), channel=data["ch"], purpose=data["p"]).first()
+        contact = live_contact(contact)
+        address = address_for(contact, channel)
+        if not address or not hmac.compare_digest(address_digest(address)[:16], data["a"]):
+            raise ValidationError("this link was sent to an address we no longer use for you; ask for a new one",
+                                  code="link_stale")  # fmt: skip
+        state = ConsentState.objects.filter(contact=contact, channel=channel, purpose=purpose).first()
         if state is None or state.status == ConsentStatus.WITHDRAWN:
-            raise ValidationError("there is no pending consent to confirm", code="nothing_to_confirm")
-        if state.status == ConsentStatus.GRANTED:
-            return state.last_event
-        return self._record(
-            contact, data["ch"], data["p"], Action.CONFIRM, ConsentStatus.GRANTED, "double_opt_in", evidence,
-            state.lawful_basis, None,
-        )  # fmt: skip
+            raise ValidationError("there is no pending subscription to confirm; sign up again to get a new link",
+                                  code="nothing_to_confirm")  # fmt: skip
+        return PendingConfirmation(contact, channel, purpose, state.status)
+
+    def confirm_consent(self, token: str, *, evidence: dict[str, Any] | None = None) -> ConsentEvent:
+        """The double opt-in link was followed: pending becomes granted. Confirming twice records
+        one confirmation (the state row is locked, so two clicks at once cannot both record)."""
+        link = self.read_confirmation_token(token)
+        with transaction.atomic():
+            state = (
+                ConsentState.objects.select_for_update(of=("self",))
+                .select_related("last_event")
+                .filter(contact=link.contact, channel=link.channel, purpose=link.purpose)
+                .first()
+            )
+            if state is not None and state.status == ConsentStatus.GRANTED:
+                return state.last_event
+            if state is None or state.status != ConsentStatus.PENDING:
+                raise ValidationError("there is no pending subscription to confirm", code="nothing_to_confirm")
+            proof = dict(evidence or {})
+            if state.last_event.action == Action.REQUEST:
+                proof["request_event"] = state.last_event_id
+            return self._record(
+                link.contact, link.channel, link.purpose, Action.CONFIRM, ConsentStatus.GRANTED, "double_opt_in",
+                proof, state.lawful_basis, None,
+            )  # fmt: skip
+
+    def request_double_opt_in(
+        self,
+        contact: Contact,
+        channel: str = Channel.EMAIL,
+        *,
+        source: str = "double_opt_in",
+        evidence: dict[str, Any] | None = None,
+    ) -> DoubleOptInRequest:
+        """Ask ``contact`` to confirm marketing on ``channel`` (email): record the pending request
+        and queue a transactional confirmation email with the link. Asking again while a recent
+        request is pending (a double click) sends nothing new; see ``consent.double_opt_in``."""
+        from storeloop.consent.double_opt_in import request_double_opt_in  # it imports messaging
+
+        return request_double_opt_in(self, contact, channel, source=source, evidence=evidence)
 
     def withdraw_consent(
         self,
@@ -159,9 +247,11 @@ class MessagingConsentManager:
         occurred_at: dt.datetime | None = None,
     ) -> ConsentEvent:
         _validate(channel, purpose)
-        basis = ConsentState.objects.filter(contact=_live(contact), channel=channel, purpose=purpose).values_list(
-            "lawful_basis", flat=True
-        ).first() or (LawfulBasis.CONTRACT if purpose == Purpose.TRANSACTIONAL else LawfulBasis.CONSENT)
+        basis = ConsentState.objects.filter(
+            contact=live_contact(contact), channel=channel, purpose=purpose
+        ).values_list("lawful_basis", flat=True).first() or (
+            LawfulBasis.CONTRACT if purpose == Purpose.TRANSACTIONAL else LawfulBasis.CONSENT
+        )
         return self._record(contact, channel, purpose, Action.WITHDRAW, ConsentStatus.WITHDRAWN, source, evidence,
                             basis, occurred_at)  # fmt: skip
 
@@ -177,7 +267,7 @@ class MessagingConsentManager:
         lawful_basis: str,
         occurred_at: dt.datetime | None,
     ) -> ConsentEvent:
-        contact = _live(contact)
+        contact = live_contact(contact)
         when = occurred_at or timezone.now()
         with transaction.atomic():
             event = ConsentEvent.objects.create(
@@ -215,7 +305,7 @@ class MessagingConsentManager:
         if contact is None:
             raise NotFound("this link points at nobody", code="contact_not_found")
         _validate(data.get("ch", ""), data.get("p", ""))
-        return _live(contact), data["ch"], data["p"]
+        return live_contact(contact), data["ch"], data["p"]
 
     def unsubscribe(self, token: str, *, evidence: dict[str, Any] | None = None) -> ConsentEvent:
         contact, channel, purpose = self.read_unsubscribe_token(token)
@@ -244,6 +334,24 @@ class MessagingConsentManager:
         )  # fmt: skip
         return created
 
+    def unsuppress(self, store_id: int, channel: str, address: str, reason: str, actor: str) -> SuppressionRemoval:
+        """Take an address off the store's suppression list and record who did it and why
+        (``SuppressionRemoval``, append-only). Raises ``NotFound`` when it is not on the list."""
+        if channel not in Channel.values:
+            raise ValidationError(f"unknown channel {channel!r}", code="invalid_channel")
+        normalized = (normalize_email(address) if channel == Channel.EMAIL else normalize_phone(address)) or ""
+        with transaction.atomic():
+            row = Suppression.objects.select_for_update().filter(store_id=store_id, channel=channel,
+                                                                 address=normalized).first()  # fmt: skip
+            # The delete's count decides a race between two removals: only one of them records.
+            if row is None or not Suppression.objects.filter(pk=row.pk).delete()[0]:
+                raise NotFound(f"{address!r} is not on the {channel} suppression list", code="suppression_not_found")
+            return SuppressionRemoval.objects.create(
+                store_id=store_id, suppression_id=row.pk, channel=channel, address_sha256=address_digest(normalized),
+                reason=row.reason, suppressed_at=row.created_at, note=reason.strip()[:500], actor=actor[:150],
+                removed_at=timezone.now(),
+            )  # fmt: skip
+
     def handle_keyword(
         self, store_id: int, channel: str, phone: str, keyword: str, *, evidence: dict[str, Any] | None = None
     ) -> list[ConsentEvent]:
@@ -269,12 +377,26 @@ class MessagingConsentManager:
     ) -> Preference:
         if frequency is not None and frequency not in Preference.Frequency.values:
             raise ValidationError(f"frequency must be one of {Preference.Frequency.values}", code="invalid_frequency")
-        preference, _ = Preference.objects.get_or_create(contact=_live(contact))
+        preference, _ = Preference.objects.get_or_create(contact=live_contact(contact))
         if frequency is not None:
             preference.frequency = frequency
         preference.paused_until = paused_until
         preference.save()
         return preference
 
-    def history(self, contact: Contact) -> Iterable[ConsentEvent]:
-        return ConsentEvent.objects.filter(contact=_live(contact)).order_by("occurred_at", "id")
+    def history(self, contact: Contact) -> QuerySet[ConsentEvent]:
+        """The ledger of the live contact, including the events of contacts merged into it (they
+        stay attributed to the contact that gave them), oldest first."""
+        return ConsentEvent.objects.filter(contact_id__in=merged_family(live_contact(contact))).order_by(
+            "occurred_at", "id"
+        )
+
+    # --- merges --------------------------------------------------------------------------------
+
+    def carry_consent_on_merge(self, *, source: Contact, target: Contact, actor: str) -> list[ConsentEvent]:
+        """Fold ``source``'s consent into ``target`` (called by ``contacts.services.merge_contacts``
+        in its transaction, after ``source.merged_into`` is set). The rules are in
+        ``consent.merge.carry_consent``; returns the ledger entries written."""
+        from storeloop.consent.merge import carry_consent
+
+        return carry_consent(source=source, target=target, actor=actor)

@@ -102,3 +102,25 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
             else "",
         },
     )
+
+
+@csrf_exempt  # the signed token authorises the confirmation; there is no session to protect
+@require_http_methods(["GET", "POST"])
+def confirm(request: HttpRequest, token: str) -> HttpResponse:
+    """Double opt-in. GET only shows the question: mail scanners prefetch links, and a prefetch
+    must not subscribe anyone. The POST of the button confirms, with IP and user agent as evidence.
+    A tampered, expired or spent link gets a 400 page and changes nothing."""
+    gate = MessagingConsentManager()
+    try:
+        link = gate.read_confirmation_token(token)
+        if request.method == "POST":
+            gate.confirm_consent(token, evidence=_evidence(request))
+    except ApplicationError as exc:
+        return render(request, "consent/confirm.html", {"error": exc.message}, status=400)
+    context = {
+        "address": _mask(address_for(link.contact, link.channel)),
+        "store_name": link.contact.store.name,
+        "done": request.method == "POST",
+        "already": request.method == "GET" and link.status == ConsentStatus.GRANTED,
+    }
+    return render(request, "consent/confirm.html", context)

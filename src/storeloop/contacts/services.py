@@ -176,7 +176,13 @@ def _refresh_fields(contact: Contact, person: PersonData) -> None:
 
 
 def merge_contacts(*, store: Store, source_id: int, target_id: int, reason: str, actor: str) -> ContactMerge:
-    """Fold ``source`` into ``target``: identities and orders move, the source is marked merged."""
+    """Fold ``source`` into ``target``: identities and orders move, the source is marked merged.
+
+    ``target`` takes the email and phone it lacks from ``source``, and consent is carried by the
+    rules of ``consent.merge.carry_consent`` (a withdrawal or a complaint on either side is never
+    lost; a grant only counts for the address it was given for); see docs/consent.md.
+    """
+    from storeloop.consent.services import MessagingConsentManager  # consent depends on contacts
     from storeloop.orders.models import Order  # orders depend on contacts, not the other way round
 
     if source_id == target_id:
@@ -194,8 +200,14 @@ def merge_contacts(*, store: Store, source_id: int, target_id: int, reason: str,
             raise ValidationError("a contact that was merged away cannot take part in a merge", code="merge_stale")
         moved_identities = ContactIdentity.objects.filter(contact=source).update(contact=target)
         moved_orders = Order.objects.filter(store=store, contact=source).update(contact=target)
+        filled = [f for f in ("email", "phone") if getattr(source, f) and not getattr(target, f)]
+        for field in filled:
+            setattr(target, field, getattr(source, field))
+        if filled:
+            target.save(update_fields=[*filled, "updated_at"])
         source.merged_into = target
         source.save(update_fields=["merged_into", "updated_at"])
+        MessagingConsentManager().carry_consent_on_merge(source=source, target=target, actor=actor)
         from storeloop.metrics.services import OrderMetricsUpdater  # orders moved: recount both sides
 
         updater = OrderMetricsUpdater()
