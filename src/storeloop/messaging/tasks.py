@@ -37,6 +37,17 @@ def dispatch_messages() -> dict[str, int]:
     return dict(MessagingManager().dispatch_due(budget_seconds=DISPATCH_BUDGET_SECONDS))
 
 
+@durable_task(queue="default", max_attempts=3)
+def send_message(message_id: str) -> str:
+    """Send one queued message on its own (a one-off transactional send that should not wait for
+    the next drain). Campaigns never use this: one task per message is several times slower than
+    the batched drain (bench/dispatch.py measures both)."""
+    from storeloop.messaging.channels.factory import channel_for
+    from storeloop.messaging.dispatcher import MessageDispatcher
+
+    return MessageDispatcher(channel_for).send_immediate(int(message_id))
+
+
 @durable_task(queue="maintenance", max_attempts=3)
 def reap_stuck_messages() -> int:
     """Messages left ``sending`` by a dead worker become ``unknown`` (never resent)."""

@@ -22,7 +22,7 @@ from storeloop.messaging.models import MessagingConnection
 from storeloop.stores.models import Store
 
 Provider = MessagingConnection.Provider
-MAX_RATE = 1000.0
+MAX_RATE = 10_000.0  # a sanity bound; real limits come from the provider account
 _HOST = re.compile(r"[A-Za-z0-9.:\[\]-]{1,253}")
 _ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 _SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
