@@ -31,7 +31,7 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from storeloop.consent.models import Channel, Preference, Purpose
-from storeloop.consent.services import MessagingConsentManager, address_for
+from storeloop.consent.services import MessagingConsentManager, address_for, live_contact
 from storeloop.contacts.models import Contact
 from storeloop.core.errors import ApplicationError, ValidationError
 from storeloop.messaging.channels.base import ChannelInterface, Envelope, Outcome, SendResult
@@ -148,8 +148,11 @@ class MessageDispatcher:
         )
         taken: set[tuple[int, str]] = set()  # one marketing message per contact and channel per batch
         last_inbound = self._last_inbound(messages)
-        for message in messages:
-            decision = self.consent.has_consent(message.contact, message.channel, message.purpose, at=now)
+        decisions = self.consent.has_consent_many([(m.contact, m.channel, m.purpose) for m in messages], at=now)
+        for message, decision in zip(messages, decisions, strict=True):
+            # A contact merged away since queueing: the gate answered for the survivor, so send to
+            # the survivor's address too (never to the old one, which may be suppressed).
+            recipient = live_contact(message.contact)
             if not decision.allowed:
                 closed[message.pk] = (Status.SUPPRESSED, decision.reason)
                 continue
@@ -164,14 +167,14 @@ class MessageDispatcher:
                     delayed[message.pk] = (cap_until, "frequency_cap")
                     continue
                 if message.channel in QUIET_CHANNELS:
-                    quiet_end = quiet_until(now, zone_for(message.contact.phone, message.contact.country))
+                    quiet_end = quiet_until(now, zone_for(recipient.phone, recipient.country))
                     if quiet_end is not None:
                         delayed[message.pk] = (quiet_end, "quiet_hours")
                         continue
                 taken.add(key)
             unsubscribe = ""
             if message.purpose == Purpose.MARKETING:
-                unsubscribe = self.consent.generate_unsubscribe_link(message.contact, message.channel, message.purpose)
+                unsubscribe = self.consent.generate_unsubscribe_link(recipient, message.channel, message.purpose)
             links = {"unsubscribe_url": unsubscribe, "preferences_url": unsubscribe.replace("/u/", "/preferences/")}
             try:
                 rendered = self.templates.render_template(
@@ -181,7 +184,7 @@ class MessageDispatcher:
             except ValidationError as exc:
                 closed[message.pk] = (Status.FAILED, f"template: {exc.message}"[:100])
                 continue
-            to = address_for(message.contact, message.channel)
+            to = address_for(recipient, message.channel)
             # WhatsApp free text only inside the 24-hour window the customer's last message opened.
             window = message.channel != Channel.WHATSAPP or is_window_open(
                 last_inbound.get((message.store_id, to)), now

@@ -186,3 +186,44 @@ def test_bad_input_is_refused_and_writes_nothing(gate: MessagingConsentManager, 
         gate.suppress(contact.store_id, "email", "not an email", "manual")
     assert not ConsentEvent.objects.exists()
     assert not ConsentState.objects.exists()
+
+
+def test_the_batch_gate_answers_exactly_like_the_single_one(gate: MessagingConsentManager, store: Any) -> None:
+    """``has_consent_many`` (the dispatcher's) over the whole matrix, one contact per cell, plus a
+    merged contact and one without a phone: the same decision as ``has_consent`` for each."""
+    requests: list[tuple[Contact, str, str]] = []
+    cells = itertools.product(CHANNELS, PURPOSES, STATES, [False, True], [False, True])
+    for n, (channel, purpose, state, suppressed, paused) in enumerate(cells):
+        person = Contact.objects.create(store=store, email=f"p{n}@example.com", phone=f"+4477009{n:05d}")
+        put_state(gate, person, channel, purpose, state)
+        if suppressed:
+            gate.suppress(store.pk, channel, person.email if channel == "email" else person.phone, "hard_bounce")
+        if paused:
+            gate.set_preferences(person, paused_until=NOW + dt.timedelta(days=7))
+        requests.append((person, channel, purpose))
+    survivor = requests[0][0]
+    requests.append((Contact.objects.create(store=store, email="old@example.com", merged_into=survivor), "email",
+                     "marketing"))  # fmt: skip
+    requests.append((Contact.objects.create(store=store, email="nophone@example.com"), "sms", "transactional"))
+    batch = gate.has_consent_many(requests, at=NOW)
+    single = [gate.has_consent(contact, channel, purpose, at=NOW) for contact, channel, purpose in requests]
+    assert batch == single
+    assert {d.reason for d in batch} == {  # every kind of answer is in there
+        "consent", "contract", "no_address", "no_consent", "paused", "pending_confirmation",
+        "suppressed:hard_bounce", "withdrawn",
+    }  # fmt: skip
+
+
+def test_start_restores_only_what_stop_took(gate: MessagingConsentManager, store: Any) -> None:
+    """START after STOP restores marketing that was granted; from someone who never opted in it
+    allows service messages again but is no opt-in to marketing (Twilio counts YES as START)."""
+    never = Contact.objects.create(store=store, phone="+447700900999")
+    gate.handle_keyword(store.pk, "sms", "+447700900999", "stop")
+    gate.handle_keyword(store.pk, "sms", "+447700900999", "start")
+    assert gate.has_consent(never, "sms", "transactional").allowed
+    assert gate.has_consent(never, "sms", "marketing").reason == "withdrawn"
+    gate.handle_keyword(store.pk, "sms", "+447700900999", "start")  # START again, without a STOP before it
+    assert gate.has_consent(never, "sms", "marketing").reason == "withdrawn"
+    fresh = Contact.objects.create(store=store, phone="+447700900888")
+    gate.handle_keyword(store.pk, "sms", "+447700900888", "start")
+    assert gate.has_consent(fresh, "sms", "marketing").reason == "no_consent"

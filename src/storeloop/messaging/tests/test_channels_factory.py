@@ -86,7 +86,7 @@ def test_connecting_again_replaces_the_channels_connection(store: Any) -> None:
         (connect_whatsapp, {"access_token": "", "phone_number_id": "1"}, "missing_token"),
         (connect_whatsapp, {"access_token": "t", "phone_number_id": "+1555"}, "invalid_phone_number_id"),
         (connect_whatsapp, {"access_token": "t", "phone_number_id": "1", "api_version": "21"}, "invalid_api_version"),
-        (connect_whatsapp, {"access_token": "t", "phone_number_id": "1", "messages_per_second": 5000},
+        (connect_whatsapp, {"access_token": "t", "phone_number_id": "1", "messages_per_second": 20_000},
          "invalid_rate"),
     ],
 )  # fmt: skip

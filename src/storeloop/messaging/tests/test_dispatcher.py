@@ -275,11 +275,10 @@ def test_a_message_held_or_cancelled_after_the_claim_is_not_sent(
 
     class PausingConsent(MessagingConsentManager):
         # Runs after the claim, inside the batch: the moment a pause lands in production.
-        def has_consent(self, contact: Any, *args: Any, **kwargs: Any) -> Any:
-            if contact.pk == people[0].pk:
-                Message.objects.filter(contact=people[1]).update(status=Message.Status.HELD)
-                Message.objects.filter(contact=people[2]).update(status=Message.Status.CANCELLED)
-            return super().has_consent(contact, *args, **kwargs)
+        def has_consent_many(self, requests: Any, **kwargs: Any) -> Any:
+            Message.objects.filter(contact=people[1]).update(status=Message.Status.HELD)
+            Message.objects.filter(contact=people[2]).update(status=Message.Status.CANCELLED)
+            return super().has_consent_many(requests, **kwargs)
 
     dispatcher = MessageDispatcher(lambda store, channel: channels[channel], consent=PausingConsent())
     for person in people:
@@ -288,3 +287,18 @@ def test_a_message_held_or_cancelled_after_the_claim_is_not_sent(
     assert [e.to for e in channels["email"].sent] == ["p0@example.com"]
     statuses = dict(Message.objects.values_list("contact__email", "status"))
     assert statuses == {"p0@example.com": "sent", "p1@example.com": "held", "p2@example.com": "cancelled"}
+
+
+@time_machine.travel(NOON, tick=False)
+def test_a_message_for_a_contact_merged_away_goes_to_the_survivors_address(
+    dispatcher: MessageDispatcher, channels: dict[str, RecordingChannel], store: Any
+) -> None:
+    """The gate answers for the survivor, so the address must be the survivor's too: never the old
+    one (here suppressed after a hard bounce)."""
+    old = Contact.objects.create(store=store, email="old@example.com", country="DE")
+    queue(dispatcher, store, old, "transactional", "receipt-1")
+    survivor = Contact.objects.create(store=store, email="new@example.com", country="DE")
+    Contact.objects.filter(pk=old.pk).update(merged_into=survivor)
+    MessagingConsentManager().suppress(store.pk, "email", "old@example.com", "hard_bounce")
+    assert dispatcher.process_queue() == Counter({"sent": 1})
+    assert [e.to for e in channels["email"].sent] == ["new@example.com"]

@@ -309,8 +309,9 @@ def test_a_callback_cannot_touch_another_stores_message(
         (" stopall ", {"marketing": "withdrawn", "transactional": "withdrawn"}),
         ("Unsubscribe", {"marketing": "withdrawn", "transactional": "withdrawn"}),
         ("REVOKE", {"marketing": "withdrawn", "transactional": "withdrawn"}),
-        ("start", {"marketing": "granted", "transactional": "granted"}),
-        ("UNSTOP", {"marketing": "granted", "transactional": "granted"}),
+        # START from someone who never opted in: service messages again, no marketing opt-in
+        ("start", {"transactional": "granted"}),
+        ("UNSTOP", {"transactional": "granted"}),
         ("HELP", {}),
         ("stop sending me that", {}),
     ],

@@ -300,7 +300,7 @@ def test_an_inbound_message_opens_the_window_and_only_moves_it_forward(
     ("text", "expected"),
     [("STOP", {"marketing": "withdrawn", "transactional": "withdrawn"}),
      ("Stop promotions", {"marketing": "withdrawn", "transactional": "withdrawn"}),
-     ("start", {"marketing": "granted", "transactional": "granted"}),
+     ("start", {"transactional": "granted"}),  # no marketing opt-in from a START alone
      ("yes", {}), ("please stop", {})],
 )  # fmt: skip
 def test_inbound_keywords_go_to_the_consent_manager(
