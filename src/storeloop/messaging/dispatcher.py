@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db import connection as db_connection
 from django.db import connections as db_connections
 from django.db.models import Max, Q
 from django.utils import timezone
@@ -132,9 +133,11 @@ class MessageDispatcher:
 
     def _process(self, ids: list[int]) -> Counter[str]:
         now = timezone.now()
-        messages = list(
-            Message.objects.filter(pk__in=ids).select_related("contact", "template", "template__template", "store")
-        )
+        messages = list(Message.objects.filter(pk__in=ids).select_related("contact", "template", "template__template"))
+        # Each store once per batch (not joined per message: its secrets are decrypted on load).
+        stores = Store.objects.in_bulk({m.store_id for m in messages})
+        for message in messages:
+            message.store = stores[message.store_id]
         messages = self._within_send_window(messages)
         counts: Counter[str] = Counter()
         ready: list[tuple[Message, Envelope]] = []
@@ -314,16 +317,7 @@ class MessageDispatcher:
         # Outcomes are written only over rows still ``sending``: a provider's status webhook may have
         # been processed first (delivered, read), and a status never moves backwards.
         with transaction.atomic():
-            for message, result in grouped[Outcome.SENT]:
-                written = Message.objects.filter(pk=message.pk, status=Status.SENDING).update(
-                    status=Status.SENT, sent_at=now, provider_message_id=result.provider_message_id[:200],
-                    attempts=message.attempts + 1, claimed_until=None, last_error="",
-                )  # fmt: skip
-                if not written:  # already moved on by a webhook: keep its status, add what only we know
-                    Message.objects.filter(pk=message.pk, sent_at__isnull=True).update(sent_at=now)
-                    Message.objects.filter(pk=message.pk).update(
-                        provider_message_id=result.provider_message_id[:200], attempts=message.attempts + 1
-                    )
+            _write_sent(grouped[Outcome.SENT], now)
             for message, result in grouped[Outcome.RETRY]:
                 attempts = message.attempts + 1
                 if attempts >= MAX_ATTEMPTS:
@@ -364,6 +358,28 @@ class MessageDispatcher:
                     self.consent.suppress(message.store_id, message.channel, address, "hard_bounce", result.error)
                 except ValidationError:  # an address we cannot normalise must not roll back the batch
                     logger.warning("message %s: could not suppress an unparseable address", message.pk)
+
+
+def _write_sent(sent: list[tuple[Message, SendResult]], now: dt.datetime) -> None:
+    """Record accepted sends: two prepared statements for the batch instead of an ORM update per
+    message (it was a fifth of the dispatcher's time). Rows a status webhook already moved on
+    (delivered, read) keep their status and only gain what only we know: provider id, send time."""
+    if not sent:
+        return
+    table = db_connection.ops.quote_name(Message._meta.db_table)
+    when = db_connection.ops.adapt_datetimefield_value(now)
+    rows = [(r.provider_message_id[:200], m.attempts + 1, m.pk) for m, r in sent]
+    with db_connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {table} SET status = 'sent', sent_at = %s, provider_message_id = %s, attempts = %s, "  # noqa: S608
+            "claimed_until = NULL, last_error = '' WHERE id = %s AND status = 'sending'",
+            [(when, *row) for row in rows],
+        )
+        cursor.executemany(
+            f"UPDATE {table} SET sent_at = COALESCE(sent_at, %s), provider_message_id = %s, attempts = %s "  # noqa: S608
+            "WHERE id = %s AND status NOT IN ('sending', 'sent')",
+            [(when, *row) for row in rows],
+        )
 
 
 def reap_stuck_sends(older_than: dt.timedelta = CLAIM) -> int:
