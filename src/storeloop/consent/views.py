@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
@@ -59,23 +60,34 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
     except ApplicationError as exc:
         return render(request, "consent/preferences.html", {"error": exc.message}, status=exc.status_code)
     saved = False
+    problem = ""
+    status = 200
     if request.method == "POST":
-        for option in Channel:
-            wanted = request.POST.get(f"marketing_{option.value}") == "on"
-            has = gate.has_consent(contact, option.value, Purpose.MARKETING).reason in ("consent", "paused")
-            if wanted and not has and address_for(contact, option.value):
-                gate.grant_consent(contact, option.value, Purpose.MARKETING, source="preference_center",
-                                   evidence=_evidence(request))  # fmt: skip
-            elif not wanted and has:
-                gate.withdraw_consent(contact, option.value, Purpose.MARKETING, source="preference_center",
-                                      evidence=_evidence(request))  # fmt: skip
+        # Check the whole form before writing anything: a bad field changes nothing.
+        frequency = request.POST.get("frequency") or None
         paused_raw = request.POST.get("paused_until", "").strip()
+        paused: dt.datetime | None = None
+        if frequency is not None and frequency not in Preference.Frequency.values:
+            problem = "Please choose one of the listed frequencies."
         try:
             paused = dt.datetime.combine(dt.date.fromisoformat(paused_raw), dt.time(), dt.UTC) if paused_raw else None
         except ValueError:
-            paused = None
-        gate.set_preferences(contact, frequency=request.POST.get("frequency") or None, paused_until=paused)
-        saved = True
+            problem = "Please give the pause date as a date (YYYY-MM-DD), or leave it empty."
+        if problem:
+            status = 422
+        else:
+            with transaction.atomic(durable=True):
+                for option in Channel:
+                    wanted = request.POST.get(f"marketing_{option.value}") == "on"
+                    has = gate.has_consent(contact, option.value, Purpose.MARKETING).reason in ("consent", "paused")
+                    if wanted and not has and address_for(contact, option.value):
+                        gate.grant_consent(contact, option.value, Purpose.MARKETING, source="preference_center",
+                                           evidence=_evidence(request))  # fmt: skip
+                    elif not wanted and has:
+                        gate.withdraw_consent(contact, option.value, Purpose.MARKETING, source="preference_center",
+                                              evidence=_evidence(request))  # fmt: skip
+                gate.set_preferences(contact, frequency=frequency, paused_until=paused)
+            saved = True
     states = dict(
         ConsentState.objects.filter(contact=contact, purpose=Purpose.MARKETING).values_list("channel", "status")
     )
@@ -86,10 +98,11 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
         {
             "address": _mask(address_for(contact, channel)),
             "saved": saved,
+            "problem": problem,
             "channels": [
                 {
                     "channel": c.value,
-                    "label": CHANNEL_LABELS[c].capitalize(),
+                    "label": CHANNEL_LABELS[c][:1].upper() + CHANNEL_LABELS[c][1:],
                     "granted": states.get(c.value) == ConsentStatus.GRANTED,
                 }
                 for c in Channel
@@ -101,6 +114,7 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
             if preference and preference.paused_until
             else "",
         },
+        status=status,
     )
 
 

@@ -74,3 +74,28 @@ def test_preference_center_changes_channels_frequency_and_pause(subscribed: Cont
         ("email", "withdraw"),
         ("sms", "grant"),
     }
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("frequency", "daily", "choose one of the listed frequencies"),
+        ("paused_until", "not-a-date", "pause date as a date"),
+    ],
+)
+def test_preference_center_refuses_a_bad_field_and_changes_nothing(
+    subscribed: Contact, field: str, value: str, message: str
+) -> None:
+    gate = MessagingConsentManager()
+    token = token_of(subscribed)
+    Client().post(f"/preferences/{token}", {"marketing_email": "on", "paused_until": "2030-01-01"})
+    events_before = ConsentEvent.objects.count()
+    form = {"marketing_sms": "on", "frequency": "weekly", "paused_until": "2031-05-05", field: value}
+    response = Client().post(f"/preferences/{token}", form)
+    assert response.status_code == 422
+    assert message in response.content.decode()
+    assert "Nothing was changed" in response.content.decode()
+    assert ConsentEvent.objects.count() == events_before  # no half-applied form
+    assert gate.has_consent(subscribed, "sms", "marketing").reason == "no_consent"
+    preference = Preference.objects.get(contact=subscribed)
+    assert preference.paused_until is not None and preference.paused_until.date().isoformat() == "2030-01-01"
