@@ -55,7 +55,7 @@ from .errors import (
     is_throttle,
     scrub,
 )
-from .message import EmailMessageSpec, build_mime, envelope_sender, message_id_for, normalize_address, serialize
+from .message import EmailMessageSpec, envelope_sender, message_id_for, normalize_address, render
 
 __all__ = ["SecurityMode", "SendResult", "SmtpConfig", "SmtpSender"]
 
@@ -243,13 +243,13 @@ class SmtpSender:
 
     def _deliver(self, spec: EmailMessageSpec) -> SendResult | SmtpError:
         try:
-            mime = build_mime(spec, self._domain_for(spec))
+            wire = render(spec, self._domain_for(spec))
             sender = envelope_sender(spec)
             recipient = normalize_address(spec.to_addr, field_name="to_addr")
         except ValueError as exc:
             return SmtpInvalidMessage(str(exc), stage="message")
-        message_id = str(mime["Message-ID"])
-        payload = _dot_stuff(serialize(mime))
+        message_id = message_id_for(spec.message_id_local, self._domain_for(spec))
+        payload = _dot_stuff(wire)
         with self._lock:
             error: SmtpError
             for attempt in (1, 2):

@@ -19,18 +19,21 @@ Choices and why:
 
 from __future__ import annotations
 
+import binascii
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy as email_policy
+from email import utils as email_utils
 from email.headerregistry import Address, BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-__all__ = ["EmailMessageSpec", "build_mime", "envelope_sender", "message_id_for", "serialize"]
+__all__ = ["EmailMessageSpec", "build_mime", "envelope_sender", "message_id_for", "render", "serialize"]
 
 _LOCAL = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -254,3 +257,78 @@ def serialize(msg: EmailMessage) -> bytes:
 def envelope_sender(spec: EmailMessageSpec) -> str:
     """``MAIL FROM`` for ``spec``: ``return_path`` when set, else ``from_addr``."""
     return normalize_address(spec.return_path or spec.from_addr, field_name="return_path")
+
+
+def render(spec: EmailMessageSpec, domain: str, *, date: datetime | None = None) -> bytes:
+    """``serialize(build_mime(spec, domain))``, written directly for the common case.
+
+    The ``email`` package parses every header it is given back into a tree and folds it again;
+    for a campaign that was half the dispatcher's CPU. When every header is short printable ASCII
+    (the usual case: our addresses are ASCII by construction) the same message is written here
+    with string formatting and the C quoted-printable codec; anything else (a non-ASCII subject
+    or display name, long or extra headers) takes the ``email`` package's path. A property test
+    checks that both read back the same.
+    """
+    fast = _render_simple(spec, domain, date)
+    return fast if fast is not None else serialize(build_mime(spec, domain, date=date))
+
+
+_SIMPLE_HEADER = re.compile(r"[ -~]{0,900}")  # printable ASCII, room left under the 998 limit
+_NEEDS_QUOTES = re.compile(r'[()<>\[\]:;@\\,."]')
+
+
+def _simple_name(name: str | None) -> str | None:
+    """A display name written as-is (or quoted) without encoding, or None when it needs RFC 2047."""
+    if not name:
+        return ""
+    if not _SIMPLE_HEADER.fullmatch(name) or name != name.strip() or "  " in name or "=?" in name:
+        return None
+    if _NEEDS_QUOTES.search(name):
+        return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return name
+
+
+def _qp(text: str) -> bytes:
+    """UTF-8 quoted-printable with CRLF line ends, as the ``email`` package writes a body."""
+    lines = text.encode("utf-8").splitlines()
+    encoded = binascii.b2a_qp(b"\n".join(lines), quotetabs=False, istext=True, header=False)
+    body = encoded.replace(b"\n", b"\r\n")
+    return body + b"\r\n"
+
+
+def _render_simple(spec: EmailMessageSpec, domain: str, date: datetime | None) -> bytes | None:
+    from_name, to_name = _simple_name(spec.from_name), _simple_name(spec.to_name)
+    if from_name is None or to_name is None or spec.headers:
+        return None
+    subject = spec.subject
+    if len(subject) > 70 or not _SIMPLE_HEADER.fullmatch(subject) or subject != subject.strip() or "=?" in subject:
+        return None  # would be folded or encoded
+    from_addr = normalize_address(spec.from_addr, field_name="from_addr")
+    to_addr = normalize_address(spec.to_addr, field_name="to_addr")
+    lines = [
+        f"From: {from_name} <{from_addr}>" if from_name else f"From: {from_addr}",
+        f"To: {to_name} <{to_addr}>" if to_name else f"To: {to_addr}",
+    ]
+    if spec.reply_to:
+        lines.append(f"Reply-To: {normalize_address(spec.reply_to, field_name='reply_to')}")
+    lines += [
+        f"Subject: {subject}",
+        f"Date: {email_utils.format_datetime((date or datetime.now(UTC)).astimezone(UTC))}",
+        f"Message-ID: {message_id_for(spec.message_id_local, domain)}",
+    ]
+    if spec.marketing:
+        lines += [f"List-Unsubscribe: {spec._list_unsubscribe()}", "List-Unsubscribe-Post: List-Unsubscribe=One-Click"]
+    lines.append("MIME-Version: 1.0")
+    text_part = b'Content-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+    if spec.html is None:
+        return ("\r\n".join(lines) + "\r\n").encode("ascii") + text_part + _qp(spec.text)
+    boundary = f"==============={secrets.randbits(63):019d}=="
+    lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
+    header_block = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+    html_part = b'Content-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+    mark = f"--{boundary}\r\n".encode("ascii")
+    return (
+        # The CRLF before each delimiter belongs to the delimiter, not to the part's last line.
+        header_block + mark + text_part + _qp(spec.text) + b"\r\n" + mark + html_part + _qp(spec.html) + b"\r\n"
+        + f"--{boundary}--\r\n".encode("ascii")
+    )  # fmt: skip
