@@ -302,3 +302,33 @@ def test_a_message_for_a_contact_merged_away_goes_to_the_survivors_address(
     MessagingConsentManager().suppress(store.pk, "email", "old@example.com", "hard_bounce")
     assert dispatcher.process_queue() == Counter({"sent": 1})
     assert [e.to for e in channels["email"].sent] == ["new@example.com"]
+
+
+@time_machine.travel(NOON, tick=False)
+def test_a_pause_in_the_preference_center_holds_back_messages_already_queued(
+    dispatcher: MessageDispatcher, channels: dict[str, RecordingChannel], store: Any, contact: Contact
+) -> None:
+    grant(contact)
+    queue(dispatcher, store, contact, "marketing", "campaign-7")
+    MessagingConsentManager().set_preferences(contact, paused_until=NOON + dt.timedelta(days=3))
+    assert dispatcher.process_queue() == Counter({"suppressed": 1})
+    assert channels["email"].sent == []
+    assert Message.objects.get().reason == "paused"
+
+
+def test_quiet_hours_follow_each_recipients_own_zone(
+    dispatcher: MessageDispatcher, channels: dict[str, RecordingChannel], store: Any
+) -> None:
+    """At 21:30 UTC it is 23:30 in Berlin (quiet) and 17:30 in New York (not): one waits, one goes."""
+    berlin = Contact.objects.create(store=store, phone="+4930123456", first_name="Bo")
+    new_york = Contact.objects.create(store=store, phone="+12125550123", first_name="Ny")
+    version = template(store, "sms")
+    with time_machine.travel(dt.datetime(2026, 6, 1, 21, 30, tzinfo=dt.UTC), tick=False):
+        for person in (berlin, new_york):
+            grant(person, "sms")
+            queue(dispatcher, store, person, "marketing", f"sale-{person.pk}", channel="sms", version=version)
+        assert dispatcher.process_queue() == Counter({"sent": 1, "delayed": 1})
+    assert [e.to for e in channels["sms"].sent] == ["+12125550123"]
+    waiting = Message.objects.get(status="queued")
+    assert (waiting.contact_id, waiting.reason) == (berlin.pk, "quiet_hours")
+    assert waiting.not_before == dt.datetime(2026, 6, 2, 6, 0, tzinfo=dt.UTC)  # 08:00 in Berlin
