@@ -98,4 +98,5 @@ def test_preference_center_refuses_a_bad_field_and_changes_nothing(
     assert ConsentEvent.objects.count() == events_before  # no half-applied form
     assert gate.has_consent(subscribed, "sms", "marketing").reason == "no_consent"
     preference = Preference.objects.get(contact=subscribed)
-    assert preference.paused_until is not None and preference.paused_until.date().isoformat() == "2030-01-01"
+    assert preference.paused_until is not None
+    assert preference.paused_until.date().isoformat() == "2030-01-01"
