@@ -1,11 +1,12 @@
 """Backfill throughput: N historical orders from the fake shop into the SQLite mirror.
 
-Prints orders/s end to end (``OrderBackfillManager``: keyset slices, 3 parallel page fetches,
-parsing into typed snapshots, contacts resolved, orders + lines + refunds written in bulk, a
-checkpoint per page) and, in the same run against the same fake shop, the floor: fetch every page
-with the same parallelism, parse the JSON, one bulk insert of (id, modified, total, body) into a
-bare SQLite table. The ratio says how much of the floor's speed the real path keeps. The fake shop
-encodes its history before timing starts (``--prerender``), so it serves pages at network speed.
+Prints orders/s end to end (``OrderBackfillManager.run``: keyset slices, 3 parallel page fetches,
+parsing and preparing in its fetch process, contacts resolved, orders + lines + refunds written in
+bulk, a checkpoint per committed batch) and, in the same run against the same fake shop, the
+floor: fetch every page with the same parallelism, parse the JSON, one bulk insert of (id,
+modified, total, body) into a bare SQLite table. The ratio says how much of the floor's speed the
+real path keeps. The fake shop encodes its history before timing starts (``--prerender``), so it
+serves pages at network speed.
 
     .venv/bin/python bench/backfill.py [--orders 200000] [--parallel 3] [--quick]
 """

@@ -2,35 +2,53 @@
 
 The range (``since``, ``until`` = the start time) is cut into time slices; each slice is walked by
 modification-time keyset (``orders.walk.fetch_step``), never by page number, because pages shift
-while the shop takes orders. ``process_batch`` fetches the next page of up to ``parallel`` slices
-at once (default 3: it is the merchant's server), applies each page through the mirror's bulk
-path and commits it together with the slice's new cursor: the checkpoint. A killed run resumes
-from the checkpoints without losing or doubling an order; orders changed after ``until`` arrive by
-webhook or reconciliation, and the versioned mirror keeps the newest either way.
+while the shop takes orders. Fetching is bounded to ``parallel`` requests at once (default 3: it is
+the merchant's server). Pages are applied through the mirror's bulk path and committed together
+with their slices' new cursors: the checkpoint. A killed run resumes from the checkpoints without
+losing or doubling an order; orders changed after ``until`` arrive by webhook or reconciliation,
+and the versioned mirror keeps the newest either way.
+
+``run`` splits the work over two processes (``backfill.feed``, ADR 7): a child fetches pages and
+turns them into database-ready rows (parsed, validated, hashed) on one core while this process
+normalises people, resolves contacts and writes on the other. When the writer falls behind it
+commits all the waiting pages in one transaction, so the per-commit cost shrinks as load grows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import logging
 import time
 import uuid
-from collections import Counter, deque
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from queue import Queue
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from storeloop.backfill.feed import (
+    FedPage,
+    Feed,
+    FeedClosed,
+    FeedConfig,
+    FeedEnd,
+    FeedError,
+    ProcessFeed,
+    SliceTask,
+    ThreadFeed,
+    error_text,
+    fetch_prepared,
+)
 from storeloop.backfill.models import BackfillJob, BackfillSlice
 from storeloop.core.errors import Conflict, NotFound, ValidationError
-from storeloop.integrations.woocommerce.models import WooOrder
-from storeloop.orders.bulk import apply_orders_bulk
-from storeloop.orders.walk import fetch_step
+from storeloop.orders.bulk import apply_prepared_orders
 from storeloop.stores.models import Store
 from storeloop.stores.woo import client_for
 
@@ -40,6 +58,10 @@ OPEN_STATES = (State.PENDING, State.RUNNING, State.PAUSED)
 ORDERS_PER_SLICE = 20_000
 MAX_SLICES = 256
 RUNNER_LEASE = dt.timedelta(seconds=60)
+# Pages waiting when the writer gets to them are committed together, up to this many orders: the
+# write lock is then held for a fraction of a second at most, which live webhooks can wait out.
+COMMIT_ORDERS = 2000
+POLL_SECONDS = 0.25  # how often a waiting run looks at should_stop and its lease
 
 
 @dataclass(frozen=True)
@@ -71,20 +93,27 @@ ClientFactory = Callable[[Store], Any]
 
 
 class OrderBackfillManager:
-    """Start, advance, pause, resume and report historical backfills (design note 2A)."""
+    """Start, advance, pause, resume and report historical backfills (design note 2A).
+
+    ``fetch_in_subprocess``: ``run`` fetches and prepares pages in a child process (the default).
+    A custom ``client_factory`` cannot cross a process boundary, so with one the pages are fetched
+    in threads of this process instead.
+    """
 
     def __init__(
         self,
         *,
-        client_factory: ClientFactory = client_for,
+        client_factory: ClientFactory | None = None,
         parallel: int = 3,
         orders_per_slice: int = ORDERS_PER_SLICE,
+        fetch_in_subprocess: bool = True,
     ) -> None:
         if not 1 <= parallel <= 10:
             raise ValidationError("parallel page fetches must be between 1 and 10", code="invalid_parallel")
-        self.client_factory = client_factory
+        self.client_factory: ClientFactory = client_factory or client_for
         self.parallel = parallel
         self.orders_per_slice = orders_per_slice
+        self.fetch_in_subprocess = fetch_in_subprocess and client_factory is None
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -168,22 +197,21 @@ class OrderBackfillManager:
         )
 
     def process_batch(self, job_id: int, *, runner_id: str | None = None) -> BatchResult:
-        """Fetch and commit the next page of up to ``parallel`` slices; checkpoint each."""
+        """Fetch the next page of up to ``parallel`` slices and commit them with their checkpoints."""
         runner_id = runner_id or f"batch-{uuid.uuid4().hex[:8]}"
         job = self._claim(job_id, runner_id)
         slices = list(BackfillSlice.objects.filter(job=job, done=False).order_by("id")[: self.parallel])
         result = BatchResult()
         if slices:
             began = time.monotonic()
-            with _ClientPool(self.client_factory, job.store, len(slices)) as pool:
-                if len(slices) == 1:
-                    steps = [_step(pool, slices[0], slices[0].cursor or slices[0].start)]
-                else:
-                    with ThreadPoolExecutor(len(slices), thread_name_prefix="backfill-fetch") as executor:
-                        steps = list(executor.map(lambda p: _step(pool, p, p.cursor or p.start), slices))
-            for piece, step in zip(slices, steps, strict=True):
-                self._apply_step(job.pk, piece, step, result)
-            BackfillJob.objects.filter(pk=job.pk).update(active_seconds=F("active_seconds") + time.monotonic() - began)
+            tasks = [SliceTask(p.pk, p.cursor or p.start, p.end) for p in slices]
+            with ThreadPoolExecutor(len(tasks), thread_name_prefix="backfill-fetch") as executor:
+                steps = list(executor.map(lambda task: self._fetch_one(job.store, task), tasks))
+            for step in steps:
+                if isinstance(step, FeedError):
+                    self._record_error(job.pk, step.message)
+            pages = [step for step in steps if isinstance(step, FedPage)]
+            self._commit_pages(job, runner_id, pages, time.monotonic() - began, result)
         if not BackfillSlice.objects.filter(job=job, done=False).exists():
             self._complete(job.pk)
             result.finished = True
@@ -197,98 +225,153 @@ class OrderBackfillManager:
         on_progress: Callable[[JobStatus], None] | None = None,
         max_consecutive_errors: int = 5,
     ) -> JobStatus:
-        """Process the job until it completes, is paused or cancelled, or ``should_stop``.
+        """Process the job until it completes, is paused or cancelled, fails, or ``should_stop``.
 
-        Pipelined: as soon as a slice's page arrives, the fetch of that slice's next page starts,
-        and only then is the page written, so the shop and the database work at the same time.
+        Pipelined: the feed keeps fetching and preparing the next pages while this process writes
+        the ones that arrived; each commit checkpoints the slices it advanced.
         """
         runner_id = f"run-{uuid.uuid4().hex[:8]}"
         job = self._claim(job_id, runner_id)
-        pending = deque(BackfillSlice.objects.filter(job=job, done=False).order_by("id"))
-        failures: dict[int, int] = {}
-        stopped = False
-        last_tick = time.monotonic()
-        with (
-            _ClientPool(self.client_factory, job.store, self.parallel) as pool,
-            ThreadPoolExecutor(self.parallel, thread_name_prefix="backfill-fetch") as executor,
-        ):
-            inflight: dict[Future[Step], BackfillSlice] = {}
-
-            def submit(piece: BackfillSlice, cursor: dt.datetime | None) -> None:
-                inflight[executor.submit(_step, pool, piece, cursor)] = piece
-
-            while len(inflight) < self.parallel and pending:
-                piece = pending.popleft()
-                submit(piece, piece.cursor or piece.start)
-            while inflight:
-                if should_stop():
-                    stopped = True
-                    break
-                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    piece = inflight.pop(future)
-                    step = future.result()
-                    _, cursor, finished, error = step
-                    if error is not None:
-                        failures[piece.pk] = failures.get(piece.pk, 0) + 1
-                        if failures[piece.pk] >= max_consecutive_errors:
-                            self._record_error(job.pk, error)
-                            BackfillJob.objects.filter(pk=job.pk).update(state=State.FAILED)
-                            stopped = True
-                            break
-                        time.sleep(min(30.0, 0.5 * 2 ** failures[piece.pk]))
-                    else:
-                        failures.pop(piece.pk, None)
-                    if error is None and finished:
-                        if pending:
-                            nxt = pending.popleft()
-                            submit(nxt, nxt.cursor or nxt.start)
-                    else:
-                        submit(piece, cursor if error is None else (piece.cursor or piece.start))
-                    batch = BatchResult()
-                    state = self._apply_step(job.pk, piece, step, batch)
-                    if error is None:
-                        piece.cursor = cursor
-                    now = time.monotonic()
-                    BackfillJob.objects.filter(pk=job.pk).update(active_seconds=F("active_seconds") + now - last_tick)
-                    last_tick = now
-                    if on_progress is not None:
-                        on_progress(self.get_job_status(job.pk))
-                    if state not in (State.PENDING, State.RUNNING):
-                        stopped = True
-                if stopped:
-                    break
-            for future in inflight:
-                future.cancel()
-        if not stopped and not BackfillSlice.objects.filter(job=job, done=False).exists():
-            self._complete(job.pk)
-        BackfillJob.objects.filter(pk=job.pk, runner_id=runner_id).update(runner_id="", runner_expires_at=None)
+        try:
+            tasks = [
+                SliceTask(p.pk, p.cursor or p.start, p.end)
+                for p in BackfillSlice.objects.filter(job=job, done=False).order_by("id")
+            ]
+            stopped = False
+            if tasks:
+                feed = self._open_feed(job.store, tasks, max_consecutive_errors)
+                try:
+                    with _collector_relaxed():
+                        stopped = self._drain(job, runner_id, feed, should_stop, on_progress)
+                finally:
+                    feed.close()
+            if not stopped and not BackfillSlice.objects.filter(job=job, done=False).exists():
+                self._complete(job.pk)
+        finally:  # whatever happened, the next runner need not wait for the claim to expire
+            BackfillJob.objects.filter(pk=job.pk, runner_id=runner_id).update(runner_id="", runner_expires_at=None)
         return self.get_job_status(job.pk)
 
-    def _apply_step(self, job_id: int, piece: BackfillSlice, step: Step, result: BatchResult) -> str:
-        """Commit one fetched page and the slice's checkpoint together; returns the job's state."""
-        orders, cursor, finished, error = step
-        if error is not None:
-            self._record_error(job_id, error)
-            return str(BackfillJob.objects.values_list("state", flat=True).get(pk=job_id))
+    def _open_feed(self, store: Store, tasks: list[SliceTask], max_consecutive_errors: int) -> Feed:
+        if self.fetch_in_subprocess:
+            return ProcessFeed(
+                FeedConfig(
+                    url=store.url,
+                    consumer_key=store.consumer_key,
+                    consumer_secret=store.consumer_secret,
+                    auth=store.auth_mode,
+                    timeout_seconds=settings.WOOCOMMERCE_TIMEOUT_SECONDS,
+                    tasks=tuple(tasks),
+                    parallel=self.parallel,
+                    max_consecutive_errors=max_consecutive_errors,
+                )
+            )
+        return ThreadFeed(
+            lambda: self.client_factory(store),
+            tasks,
+            parallel=self.parallel,
+            max_consecutive_errors=max_consecutive_errors,
+        )
+
+    def _drain(
+        self,
+        job: BackfillJob,
+        runner_id: str,
+        feed: Feed,
+        should_stop: Callable[[], bool],
+        on_progress: Callable[[JobStatus], None] | None,
+    ) -> bool:
+        """Commit the feed's pages until it ends (False) or the run must stop (True)."""
+        last_tick = renewed = time.monotonic()
+        while not should_stop():
+            try:
+                messages = feed.receive(POLL_SECONDS, COMMIT_ORDERS)
+            except FeedClosed as exc:
+                if not should_stop():  # not the same signal that stops us (a process group stopped)
+                    self._fail(job.pk, error_text(exc))
+                return True
+            now = time.monotonic()
+            pages = [m for m in messages if isinstance(m, FedPage)]
+            if pages:
+                if not self._commit_pages(job, runner_id, pages, now - last_tick, BatchResult()):
+                    return True  # paused, cancelled or taken over meanwhile
+                last_tick = renewed = now
+                if on_progress is not None:
+                    on_progress(self.get_job_status(job.pk))
+            elif now - renewed > RUNNER_LEASE.total_seconds() / 3:  # a slow shop: keep the claim alive
+                if not self._renew(job.pk, runner_id):
+                    return True
+                renewed = now
+            for message in messages:
+                if isinstance(message, FeedError):
+                    if message.fatal:
+                        self._fail(job.pk, message.message)
+                        return True
+                    self._record_error(job.pk, message.message)
+                elif isinstance(message, FeedEnd):
+                    return False
+        return True
+
+    def _commit_pages(
+        self, job: BackfillJob, runner_id: str, pages: list[FedPage], seconds: float, result: BatchResult
+    ) -> bool:
+        """Apply pages and checkpoint their slices in one transaction; False when the run must stop.
+
+        Nothing is written when the job was paused or cancelled meanwhile, or another runner took
+        it over: those pages are fetched again from the checkpoints by whoever resumes it.
+        """
         with transaction.atomic():
-            job = BackfillJob.objects.select_for_update().select_related("store").get(pk=job_id)
-            outcomes = apply_orders_bulk(job.store, orders) if orders else Counter[str]()
-            BackfillSlice.objects.filter(pk=piece.pk).update(cursor=cursor, done=finished)
-            merged = Counter(job.outcomes)
+            row = (
+                BackfillJob.objects.select_for_update()
+                .filter(pk=job.pk)
+                .values_list("state", "runner_id", "outcomes")
+                .first()
+            )
+            if row is None or row[0] != State.RUNNING or row[1] != runner_id:
+                return False
+            outcomes_so_far = row[2]
+            orders = [order for page in pages for order in page.orders]
+            outcomes = apply_prepared_orders(job.store, orders) if orders else Counter[str]()
+            checkpoints = {page.slice_id: page for page in pages}  # the last page of each slice
+            for slice_id, page in checkpoints.items():
+                BackfillSlice.objects.filter(pk=slice_id).update(cursor=page.cursor, done=page.finished)
+            merged = Counter(outcomes_so_far)
             merged.update(outcomes)
-            job.outcomes = dict(merged)
-            job.done += len(orders)
-            job.runner_expires_at = timezone.now() + RUNNER_LEASE
-            job.save(update_fields=["outcomes", "done", "runner_expires_at", "updated_at"])
+            now = timezone.now()
+            BackfillJob.objects.filter(pk=job.pk).update(
+                outcomes=dict(merged),
+                done=F("done") + len(orders),
+                active_seconds=F("active_seconds") + seconds,
+                runner_expires_at=now + RUNNER_LEASE,
+                updated_at=now,
+            )
         result.fetched += len(orders)
         result.outcomes.update(outcomes)
-        return job.state
+        return True
+
+    def _fetch_one(self, store: Store, task: SliceTask) -> FedPage | FeedError:
+        client = self.client_factory(store)
+        try:
+            return fetch_prepared(client, task)
+        except Exception as exc:  # recorded on the job; the slice is fetched again from its checkpoint
+            return FeedError(task.id, error_text(exc), False)
+        finally:
+            client.close()
 
     @staticmethod
-    def _record_error(job_id: int, error: Exception) -> None:
-        BackfillJob.objects.filter(pk=job_id).update(
-            errors=F("errors") + 1, last_error=f"{type(error).__name__}: {error}"[:2000]
+    def _record_error(job_id: int, message: str) -> None:
+        BackfillJob.objects.filter(pk=job_id).update(errors=F("errors") + 1, last_error=message[:2000])
+
+    def _fail(self, job_id: int, message: str) -> None:
+        logger.warning("backfill %s failed: %s", job_id, message)
+        self._record_error(job_id, message)
+        BackfillJob.objects.filter(pk=job_id, state=State.RUNNING).update(state=State.FAILED)
+
+    @staticmethod
+    def _renew(job_id: int, runner_id: str) -> bool:
+        return bool(
+            BackfillJob.objects.filter(pk=job_id, runner_id=runner_id, state=State.RUNNING).update(
+                runner_expires_at=timezone.now() + RUNNER_LEASE
+            )
         )
 
     # --- internals -------------------------------------------------------------------------------
@@ -322,41 +405,16 @@ class OrderBackfillManager:
             after_backfill(job_id)
 
 
-Step = tuple[list[WooOrder], dt.datetime | None, bool, Exception | None]
-
-
-class _ClientPool:
-    """One WooCommerce client per fetch thread, reused for the whole run (TLS setup is costly)."""
-
-    def __init__(self, factory: ClientFactory, store: Store, size: int) -> None:
-        self._clients: Queue[Any] = Queue()
-        self._all = [factory(store) for _ in range(size)]
-        for client in self._all:
-            self._clients.put(client)
-
-    def __enter__(self) -> _ClientPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for client in self._all:
-            client.close()
-
-    def borrow(self) -> Any:
-        return self._clients.get()
-
-    def give_back(self, client: Any) -> None:
-        self._clients.put(client)
-
-
-def _step(pool: _ClientPool, piece: BackfillSlice, cursor: dt.datetime | None) -> Step:
-    client = pool.borrow()
+@contextlib.contextmanager
+def _collector_relaxed() -> Iterator[None]:
+    """Collect the young generation less often while writing: every page allocates thousands of
+    short-lived tuples and no cycles, and each collection would rescan the pages in flight."""
+    before = gc.get_threshold()
+    gc.set_threshold(max(before[0], 50_000), before[1], before[2])
     try:
-        orders, next_cursor, finished = fetch_step(client, cursor, piece.end)
-        return orders, next_cursor, finished, None
-    except Exception as exc:  # recorded on the job; the slice is fetched again from its checkpoint
-        return [], cursor, False, exc
+        yield
     finally:
-        pool.give_back(client)
+        gc.set_threshold(*before)
 
 
 def after_backfill(job_id: int) -> None:

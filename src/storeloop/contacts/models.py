@@ -16,7 +16,8 @@ from storeloop.stores.models import Store
 
 
 class Contact(TimeStampedModel):
-    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="contacts")
+    # Indexed by (store, email): a second index on the store alone would only slow down inserts.
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="contacts", db_index=False)
     email = models.CharField(max_length=320, blank=True, default="")
     phone = models.CharField(max_length=20, blank=True, default="", help_text="E.164")
     woo_customer_id = models.BigIntegerField(null=True, blank=True)
@@ -44,7 +45,8 @@ class ContactIdentity(models.Model):
         PHONE = "phone"
         WOO_CUSTOMER = "woo_customer"
 
-    store = models.ForeignKey(Store, on_delete=models.CASCADE)
+    # Indexed by the (store, kind, value) constraint.
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, db_index=False)
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="identities")
     kind = models.CharField(max_length=20, choices=Kind.choices)
     value = models.CharField(max_length=320)

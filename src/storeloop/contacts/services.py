@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from django.db import IntegrityError, connection, transaction
 
@@ -156,6 +157,27 @@ def _attach_identities(store: Store, contact: Contact, person: PersonData) -> se
 
 
 def _refresh_fields(contact: Contact, person: PersonData) -> None:
+    changed = refresh_contact_fields(contact, person)
+    if changed:
+        contact.save(update_fields=[*changed, "updated_at"])
+
+
+class ContactFields(Protocol):
+    """What ``refresh_contact_fields`` reads and sets: a ``Contact``, or a bulk path's draft of one."""
+
+    email: str
+    phone: str
+    woo_customer_id: int | None
+    first_name: str
+    last_name: str
+    country: str
+
+
+def refresh_contact_fields(contact: ContactFields, person: PersonData) -> list[str]:
+    """Bring a known contact up to date with a new sighting of the person; returns the changed fields.
+
+    Name and country follow the latest sighting; email, phone and customer id only fill blanks.
+    """
     changed: list[str] = []
     for field in ("first_name", "last_name", "country"):
         value = getattr(person, field)
@@ -171,8 +193,7 @@ def _refresh_fields(contact: Contact, person: PersonData) -> None:
     if person.woo_customer_id and not contact.woo_customer_id:
         contact.woo_customer_id = person.woo_customer_id
         changed.append("woo_customer_id")
-    if changed:
-        contact.save(update_fields=[*changed, "updated_at"])
+    return changed
 
 
 def merge_contacts(*, store: Store, source_id: int, target_id: int, reason: str, actor: str) -> ContactMerge:

@@ -8,19 +8,17 @@ stored one is ignored; an identical one changes nothing.
 from __future__ import annotations
 
 import enum
-import hashlib
 from decimal import Decimal
 
-import orjson
 from django.utils import timezone
 
 from storeloop.contacts.services import PersonData, resolve_contact
 from storeloop.integrations.woocommerce.models import WooCustomer, WooOrder, WooProduct
 from storeloop.orders.hooks import on_order_changed
 from storeloop.orders.models import Order, OrderLine, OrderRefund, Product
+from storeloop.orders.prepare import COD_METHODS as COD_METHODS  # re-exported: callers import them from here
+from storeloop.orders.prepare import payload_hash as payload_hash
 from storeloop.stores.models import Store
-
-COD_METHODS = frozenset({"cod"})
 
 
 class Applied(enum.StrEnum):
@@ -30,12 +28,6 @@ class Applied(enum.StrEnum):
     STALE = "stale"
     DELETED = "deleted"
     MISSING = "missing"
-
-
-def payload_hash(raw: dict[str, object]) -> str:
-    # _links and volatile fields are not part of the order's content.
-    content = {k: v for k, v in raw.items() if k != "_links"}
-    return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def person_from_order(order: WooOrder) -> PersonData:

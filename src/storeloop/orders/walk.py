@@ -10,10 +10,15 @@ overlap; re-applying an order is a no-op for the versioned mirror.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import TypeVar
 
-from storeloop.integrations.woocommerce.client import WooCommercePort
+from storeloop.integrations.woocommerce.client import Page, WooCommerceClient, WooCommercePort
 from storeloop.integrations.woocommerce.models import WooOrder
+from storeloop.orders.prepare import PreparedOrder, prepare_raw
+
+T = TypeVar("T")
 
 PAGE_SIZE = 100
 OVERLAP = dt.timedelta(seconds=1)
@@ -27,20 +32,42 @@ def fetch_step(
     Returns the orders, the next cursor and whether the range is exhausted. Consumers checkpoint
     the returned cursor after committing the orders, so an interrupted walk resumes exactly there.
     """
+    return _step(client.list_orders_page, _snapshot_modified, cursor, until)
+
+
+def fetch_step_prepared(
+    client: WooCommerceClient, cursor: dt.datetime | None, until: dt.datetime | None = None
+) -> tuple[list[PreparedOrder], dt.datetime | None, bool]:
+    """``fetch_step`` with the orders turned straight into database rows (``orders.prepare``)."""
+    return _step(partial(client.list_orders_page_as, prepare_raw), _prepared_modified, cursor, until)
+
+
+def _step(
+    list_page: Callable[..., Page[T]],
+    modified: Callable[[T], dt.datetime],
+    cursor: dt.datetime | None,
+    until: dt.datetime | None,
+) -> tuple[list[T], dt.datetime | None, bool]:
     after = cursor - OVERLAP if cursor else None
     before = until + OVERLAP if until else None
-    page = client.list_orders_page(
-        1, PAGE_SIZE, modified_after=after, modified_before=before, orderby="modified", order="asc"
-    )
+    page = list_page(1, PAGE_SIZE, modified_after=after, modified_before=before, orderby="modified", order="asc")
     items = list(page.items)
     if not items:
         return [], cursor, True
-    first, last = items[0].date_modified_gmt, items[-1].date_modified_gmt
+    first, last = modified(items[0]), modified(items[-1])
     if len(items) == PAGE_SIZE and first == last:
         # A full page inside one second: take that whole second by page number, then move on.
-        whole = [order for chunk in _walk_second(client, first) for order in chunk]
+        whole = [order for chunk in _walk_second(list_page, first) for order in chunk]
         return whole, first + dt.timedelta(seconds=1), False
     return items, last, len(items) < PAGE_SIZE
+
+
+def _snapshot_modified(order: WooOrder) -> dt.datetime:
+    return order.date_modified_gmt
+
+
+def _prepared_modified(order: PreparedOrder) -> dt.datetime:
+    return dt.datetime.fromisoformat(order.date_modified).replace(tzinfo=dt.UTC)  # the UTC db text
 
 
 def walk_modified(
@@ -56,10 +83,10 @@ def walk_modified(
             return
 
 
-def _walk_second(client: WooCommercePort, second: dt.datetime) -> Iterator[list[WooOrder]]:
+def _walk_second(list_page: Callable[..., Page[T]], second: dt.datetime) -> Iterator[list[T]]:
     page_no = 1
     while True:
-        page = client.list_orders_page(
+        page = list_page(
             page_no,
             PAGE_SIZE,
             modified_after=second - OVERLAP,

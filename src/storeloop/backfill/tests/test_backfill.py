@@ -6,8 +6,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +20,9 @@ from storeloop.backfill.models import BackfillJob
 from storeloop.backfill.services import OrderBackfillManager
 from storeloop.contacts.models import Contact, ContactIdentity
 from storeloop.core.errors import Conflict
+from storeloop.integrations.woocommerce.client import WooCommerceClient
 from storeloop.integrations.woocommerce.fake import FakeWooShop, OrderQuery
+from storeloop.integrations.woocommerce.models import WooOrder
 from storeloop.orders.bulk import apply_orders_bulk
 from storeloop.orders.mirror import apply_order
 from storeloop.orders.models import Order, OrderLine
@@ -35,6 +39,20 @@ def shop() -> Iterator[FakeWooShop]:
 @pytest.fixture
 def shop_store(make_store: Any, shop: FakeWooShop) -> Any:
     return make_store(url=shop.url, consumer_key="ck_bf", consumer_secret="cs_bf", auth_mode="query")
+
+
+def session_processes(session: int) -> set[int]:
+    """Live processes of a session (zombies excluded)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == session and fields[0] != "Z":
+                found.add(int(entry.name))
+    return found
 
 
 def all_orders(shop: FakeWooShop) -> list[dict[str, Any]]:
@@ -145,38 +163,108 @@ def test_pause_resume_cancel(shop_store: Any) -> None:
         manager.resume(job.pk)
 
 
-def test_bulk_path_gives_the_same_mirror_as_the_per_order_path(shop: FakeWooShop, make_store: Any) -> None:
-    from storeloop.integrations.woocommerce.client import WooCommerceClient
+def mirror_shape(store: Any) -> list[tuple[Any, ...]]:
+    """Everything the mirror holds about a store's orders, their lines, refunds and contacts."""
+    rows = Order.objects.filter(store=store).select_related("contact").order_by("external_id")
+    shape = []
+    for o in rows:
+        contact = o.contact
+        shape.append(
+            (
+                o.external_id, o.number, o.woo_customer_id, o.status, o.currency, o.total, o.total_tax,
+                o.shipping_total, o.discount_total, o.refunded_total, o.payment_method, o.payment_method_title,
+                o.is_cod, o.date_created, o.date_modified, o.date_paid, o.date_completed, o.billing, o.shipping,
+                o.meta_data, o.customer_note, o.payload_hash, o.deleted_at,
+                None if contact is None else (
+                    contact.email, contact.phone, contact.woo_customer_id, contact.first_name, contact.last_name,
+                    contact.country, sorted(contact.identities.values_list("kind", "value")),
+                ),
+                [
+                    (li.external_id, li.product_id, li.product_external_id, li.variation_external_id, li.name,
+                     li.sku, li.quantity, li.subtotal, li.total, li.total_tax)
+                    for li in o.lines.order_by("external_id")
+                ],
+                [(r.external_id, r.reason, r.amount) for r in o.refunds.order_by("external_id")],
+            )
+        )  # fmt: skip
+    return shape
 
+
+def fetch_snapshots(shop: FakeWooShop, pages: int) -> list[WooOrder]:
     with WooCommerceClient(shop.url, "ck_bf", "cs_bf", auth="query") as client:
-        snapshots = [o for page in range(1, 4) for o in client.list_orders_page(page, 100).items]
-    bulk_store, single_store = make_store(name="bulk"), make_store(name="single")
-    apply_orders_bulk(bulk_store, snapshots)
+        return [o for page in range(1, pages + 1) for o in client.list_orders_page(page, 100).items]
+
+
+def apply_one_by_one(store: Any, snapshots: list[WooOrder]) -> Counter[str]:
+    outcomes: Counter[str] = Counter()
     for snap in snapshots:
         with transaction.atomic():
-            apply_order(single_store, snap)
+            outcomes[str(apply_order(store, snap))] += 1
+    return outcomes
 
-    def shape(store: Any) -> list[tuple[Any, ...]]:
-        rows = Order.objects.filter(store=store).order_by("external_id")
-        return [
-            (
-                o.external_id,
-                o.status,
-                o.total,
-                o.refunded_total,
-                o.date_modified,
-                o.contact.email if o.contact else None,
-                o.contact.phone if o.contact else None,
-                o.lines.count(),
-            )
-            for o in rows
-        ]
 
-    assert shape(bulk_store) == shape(single_store)
+def test_bulk_path_gives_the_same_mirror_as_the_per_order_path(shop: FakeWooShop, make_store: Any) -> None:
+    snapshots = fetch_snapshots(shop, 3)
+    bulk_store, single_store = make_store(name="bulk"), make_store(name="single")
+    assert apply_orders_bulk(bulk_store, snapshots) == Counter({"created": 300})
+    apply_one_by_one(single_store, snapshots)
+    assert mirror_shape(bulk_store) == mirror_shape(single_store)
     assert Contact.objects.filter(store=bulk_store).count() == Contact.objects.filter(store=single_store).count()
     # Applying the same batch again changes nothing.
     again = apply_orders_bulk(bulk_store, snapshots)
     assert set(again) == {"unchanged"}
+
+
+def test_bulk_updates_restores_and_skips_stale_versions_like_the_per_order_path(
+    shop: FakeWooShop, make_store: Any
+) -> None:
+    from storeloop.orders.mirror import apply_order_deleted
+
+    before = fetch_snapshots(shop, 2)
+    bulk_store, single_store = make_store(name="bulk"), make_store(name="single")
+    apply_orders_bulk(bulk_store, before)
+    apply_one_by_one(single_store, before)
+    ids = [s.id for s in before[:4]]
+    shop.set_status(ids[0], "completed")
+    shop.refund_order(ids[1], "1.50", reason="scratched")
+    shop.update_order(ids[2], customer_note="leave at the door")
+    shop.delete_order(ids[3])  # trashed on the shop, mirrored as deleted, then restored: a newer snapshot
+    for store in (bulk_store, single_store):
+        with transaction.atomic():
+            apply_order_deleted(store, ids[3])
+    shop.restore_order(ids[3])
+    with WooCommerceClient(shop.url, "ck_bf", "cs_bf", auth="query") as client:
+        newer = [client.get_order(i) for i in ids]
+    assert apply_orders_bulk(bulk_store, newer) == Counter({"updated": 4})
+    apply_one_by_one(single_store, newer)
+    assert mirror_shape(bulk_store) == mirror_shape(single_store)
+    assert Order.objects.get(store=bulk_store, external_id=ids[3]).deleted_at is None
+    assert Order.objects.get(store=bulk_store, external_id=ids[1]).refunds.get().amount == Decimal("1.50")
+    # The old versions arrive late (a slow page): they are stale and change nothing.
+    assert apply_orders_bulk(bulk_store, before[:4]) == Counter({"stale": 4})
+    assert mirror_shape(bulk_store) == mirror_shape(single_store)
+    # One batch holding two versions of an order keeps the newer, whichever comes first.
+    for batch in ([newer[0], before[0]], [before[0], newer[0]]):
+        other = make_store(name="both versions")
+        assert apply_orders_bulk(other, batch) == Counter({"created": 1, "unchanged": 1})
+        assert Order.objects.get(store=other).status == "completed"
+
+
+def test_bulk_follows_merged_contacts_to_the_live_one(shop: FakeWooShop, make_store: Any) -> None:
+    snapshots = fetch_snapshots(shop, 1)
+    store = make_store()
+    first = next(s for s in snapshots if s.billing.email)
+    email = first.billing.email.strip().lower()
+    old = Contact.objects.create(store=store, email=email)
+    ContactIdentity.objects.create(store=store, contact=old, kind="email", value=email)
+    middle = Contact.objects.create(store=store, email="middle@example.com")
+    live = Contact.objects.create(store=store, email="live@example.com")
+    # A chain left by two merges; the identity still points at the first contact.
+    Contact.objects.filter(pk=old.pk).update(merged_into=middle)
+    Contact.objects.filter(pk=middle.pk).update(merged_into=live)
+    apply_orders_bulk(store, [first])
+    assert Order.objects.get(store=store).contact_id == live.pk
+    assert Contact.objects.filter(store=store).count() == 3
 
 
 @pytest.mark.slow
@@ -193,8 +281,14 @@ def test_cli_backfill_killed_then_resumed(shop: FakeWooShop, shop_store: Any, sq
     deadline = time.monotonic() + 60
     while Order.objects.count() < 300 and time.monotonic() < deadline:
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
+    assert session_processes(proc.pid) == {proc.pid, *session_processes(proc.pid)}
+    assert len(session_processes(proc.pid)) == 2  # the CLI and its fetch process
+    os.kill(proc.pid, signal.SIGKILL)  # the CLI only: its fetch process must notice and end too
     proc.wait()
+    deadline = time.monotonic() + 10
+    while session_processes(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert session_processes(proc.pid) == set()
     partial = Order.objects.count()
     assert 300 <= partial < 1500
     shop.faults.update({"latency_ms": 0})

@@ -359,6 +359,33 @@ class WooCommerceClient:
         include: Sequence[int] | None = None,
     ) -> Page[WooOrder]:
         """One page of ``GET /orders``. ``modified_after``/``before`` are exclusive, second precision."""
+        return self.list_orders_page_as(
+            parse_order,
+            page,
+            per_page,
+            modified_after=modified_after,
+            modified_before=modified_before,
+            orderby=orderby,
+            order=order,
+            status=status,
+            include=include,
+        )
+
+    def list_orders_page_as(
+        self,
+        parse: Callable[[Any], T],
+        page: int = 1,
+        per_page: int = 100,
+        *,
+        modified_after: datetime | None = None,
+        modified_before: datetime | None = None,
+        orderby: OrderBy = "modified",
+        order: SortOrder = "asc",
+        status: str | Sequence[str] | None = None,
+        include: Sequence[int] | None = None,
+    ) -> Page[T]:
+        """``list_orders_page`` with each order's JSON object handed to ``parse`` instead of
+        ``parse_order`` (the backfill turns it straight into database rows)."""
         _check_paging(page, per_page)
         params = self._order_params(
             modified_after=modified_after,
@@ -368,7 +395,7 @@ class WooCommerceClient:
             status=status,
             include=include,
         )
-        return self._list_page("/orders", params, parse_order, page, per_page)
+        return self._list_page("/orders", params, parse, page, per_page)
 
     def iter_orders(
         self,

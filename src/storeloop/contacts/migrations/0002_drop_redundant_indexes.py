@@ -1,0 +1,63 @@
+"""Drop the store-only indexes that (store, email) and the (store, kind, value) constraint cover.
+
+Each index costs every insert (the historical backfill creates contacts by the ten thousand).
+Only the indexes go (``DROP INDEX``): a plain ``AlterField`` would rebuild the table on SQLite.
+"""
+
+from typing import Any
+
+import django.db.models.deletion
+from django.db import migrations, models
+
+TARGETS = [("contact", "store"), ("contactidentity", "store")]
+
+
+def drop_indexes(apps: Any, schema_editor: Any) -> None:
+    connection = schema_editor.connection
+    for model_name, field_name in TARGETS:
+        model = apps.get_model("contacts", model_name)
+        column = model._meta.get_field(field_name).column
+        with connection.cursor() as cursor:
+            constraints = connection.introspection.get_constraints(cursor, model._meta.db_table)
+        for name, info in constraints.items():
+            if info["index"] and not info["unique"] and not info["primary_key"] and info["columns"] == [column]:
+                schema_editor.execute(schema_editor._delete_index_sql(model, name))
+
+
+def create_indexes(apps: Any, schema_editor: Any) -> None:
+    for model_name, field_name in TARGETS:
+        model = apps.get_model("contacts", model_name)  # the state before this migration: db_index=True
+        for sql in schema_editor._field_indexes_sql(model, model._meta.get_field(field_name)):
+            schema_editor.execute(sql)
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("contacts", "0001_initial"),
+        ("stores", "0002_api_key_operator"),
+    ]
+
+    operations = [
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.AlterField(
+                    model_name="contact",
+                    name="store",
+                    field=models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="contacts",
+                        to="stores.store",
+                    ),
+                ),
+                migrations.AlterField(
+                    model_name="contactidentity",
+                    name="store",
+                    field=models.ForeignKey(
+                        db_index=False, on_delete=django.db.models.deletion.CASCADE, to="stores.store"
+                    ),
+                ),
+            ],
+            database_operations=[migrations.RunPython(drop_indexes, create_indexes)],
+        ),
+    ]
