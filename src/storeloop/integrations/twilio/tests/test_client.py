@@ -93,7 +93,10 @@ def test_get_and_find_messages(twilio: FakeTwilio, client: TwilioClient) -> None
     assert fetched.date_sent is not None
     assert [m.body for m in client.find_messages(TO)] == ["two", "one"]  # newest first
     assert [m.body for m in client.find_messages(TO, body="one", since=before)] == ["one"]
-    assert len(client.find_messages(TO, since=datetime.now(UTC))) == 2  # same second: whole seconds compared
+    # Whole seconds are compared: "since the second the first was created" includes the first (was
+    # `since=now()`, which failed when the clock ticked over between the sends and the query).
+    assert fetched.date_created is not None
+    assert len(client.find_messages(TO, since=fetched.date_created)) == 2
     assert client.find_messages(TO, since=datetime.now(UTC) + timedelta(minutes=1)) == []
     with pytest.raises(TwilioNotFound):
         client.get_message("SM" + "0" * 32)
