@@ -26,6 +26,7 @@ import sqlite3
 import threading
 from contextlib import closing
 from typing import Any
+from urllib.parse import quote
 
 from django.db.backends.sqlite3 import base
 
@@ -108,7 +109,8 @@ def _checkpoint_loop(path: str) -> None:
     pause = threading.Event()  # never set: an interruptible sleep
     try:
         # mode=rw: never create a database file that is not there (a dropped test database).
-        connection = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=0, isolation_level=None)
+        uri = f"file:{quote(path)}?mode=rw"  # quoted: a '?' or '#' in the path would end it
+        connection = sqlite3.connect(uri, uri=True, timeout=0, isolation_level=None)
     except sqlite3.Error:
         logger.warning("no background WAL checkpoints: cannot open the database", exc_info=True)
         return
