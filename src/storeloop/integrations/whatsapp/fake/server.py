@@ -9,17 +9,14 @@ closes the connection *after* the send was accepted, without an answer. Control 
 
 from __future__ import annotations
 
-import contextlib
 import re
-import socket
-import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
+
+from storeloop.integrations.fakehttp import ServerThread, TrackedHandler, TrackingHTTPServer
 
 from .webhooks import GraphError
 
@@ -32,26 +29,13 @@ _GATEWAY_PAGE = b"<html><head><title>%d</title></head><body><h1>%d %s</h1></body
 _REASONS = {502: "Bad Gateway", 504: "Gateway Timeout"}
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(TrackedHandler):
     protocol_version = "HTTP/1.1"  # keep-alive
     server_version = "fake-whatsapp-cloud"
     sys_version = ""
     timeout = 120
     disable_nagle_algorithm = True  # headers and body go out in two writes
     server: _HTTPServer
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.track(self.connection, add=True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.track(self.connection, add=False)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return  # quiet; the fake keeps its own request log
 
     def do_GET(self) -> None:
         self._handle("GET")
@@ -182,55 +166,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, payload)
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
+class _HTTPServer(TrackingHTTPServer):
     def __init__(self, address: tuple[str, int], wa: FakeWhatsApp) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
         self.wa = wa
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
 
-    def track(self, connection: socket.socket, *, add: bool) -> None:
-        with self._connections_lock:
-            if add:
-                self._connections.add(connection)
-            else:
-                self._connections.discard(connection)
 
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], OSError):
-            return  # client went away (timeouts in tests, closed keep-alive sockets)
-        super().handle_error(request, client_address)
-
-
-class FakeServer:
+class FakeServer(ServerThread):
     def __init__(self, wa: FakeWhatsApp, host: str, port: int) -> None:
-        self._httpd = _HTTPServer((host, port), wa)
-        address = self._httpd.server_address
-        bound_host = address[0].decode() if isinstance(address[0], bytes) else str(address[0])
-        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-        self.url = f"http://{shown}:{int(address[1])}"
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-whatsapp-http", daemon=True
-        )
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.close_connections()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(_HTTPServer((host, port), wa), name="fake-whatsapp-http", poll_interval=0.05)

@@ -11,11 +11,10 @@ import contextlib
 import json
 import re
 import socket
-import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
+
+from storeloop.integrations.fakehttp import ServerThread, TrackedHandler, TrackingHTTPServer
 
 from .crm import ZohoApiError
 
@@ -36,7 +35,7 @@ _RECORD = re.compile(r"/([A-Za-z_]+)/(\d+)")
 _UPSERT = re.compile(r"/([A-Za-z_]+)/upsert")
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(TrackedHandler):
     protocol_version = "HTTP/1.1"  # keep-alive
     server_version = "ZGS"
     sys_version = ""
@@ -44,19 +43,6 @@ class _Handler(BaseHTTPRequestHandler):
     # Headers and body go out in two writes; without TCP_NODELAY, Nagle + delayed ACK add ~40 ms.
     disable_nagle_algorithm = True
     server: _HTTPServer
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.track(self.connection, add=True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.track(self.connection, add=False)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return  # quiet; FakeZoho keeps its own request log
 
     def do_GET(self) -> None:
         self._handle("GET")
@@ -251,60 +237,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, payload)
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
+class _HTTPServer(TrackingHTTPServer):
     def __init__(self, address: tuple[str, int], zoho: FakeZoho) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
         self.zoho = zoho
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        self.accepted = 0
         super().__init__(address, _Handler)
 
-    def track(self, connection: socket.socket, *, add: bool) -> None:
-        with self._connections_lock:
-            if add:
-                self.accepted += 1
-                self._connections.add(connection)
-            else:
-                self._connections.discard(connection)
 
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], OSError):
-            return  # client went away (timeouts in tests, closed keep-alive sockets)
-        super().handle_error(request, client_address)
-
-
-class FakeServer:
+class FakeServer(ServerThread):
     def __init__(self, zoho: FakeZoho, host: str, port: int) -> None:
-        self._httpd = _HTTPServer((host, port), zoho)
-        address = self._httpd.server_address
-        bound_host = address[0].decode() if isinstance(address[0], bytes) else str(address[0])
-        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-        self.url = f"http://{shown}:{int(address[1])}"
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-zoho-http", daemon=True
-        )
-
-    @property
-    def accepted(self) -> int:
-        return self._httpd.accepted
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.close_connections()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(_HTTPServer((host, port), zoho), name="fake-zoho-http", poll_interval=0.02)
