@@ -36,7 +36,7 @@ from storeloop.consent.services import MessagingConsentManager, address_for, liv
 from storeloop.contacts.models import Contact
 from storeloop.core.errors import ApplicationError, ValidationError
 from storeloop.messaging.channels.base import ChannelInterface, Envelope, Outcome, SendResult
-from storeloop.messaging.channels.factory import DEFAULT_RATES
+from storeloop.messaging.channels.factory import send_rate
 from storeloop.messaging.inbound.window import is_window_open, last_inbound_times
 from storeloop.messaging.models import Message, MessagingConnection, TemplateVersion
 from storeloop.messaging.policies import QUIET_CHANNELS, next_allowed_by_cap, quiet_until, zone_for
@@ -226,7 +226,7 @@ class MessageDispatcher:
         for message in messages:
             groups[(message.store_id, message.channel)].append(message)
         rates = {
-            (c.store_id, c.channel): c.messages_per_second or DEFAULT_RATES.get(c.provider, 10.0)
+            (c.store_id, c.channel): send_rate(c)
             for c in MessagingConnection.objects.filter(store_id__in={k[0] for k in groups})
         }
         kept: list[Message] = []

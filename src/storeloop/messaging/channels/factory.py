@@ -254,8 +254,13 @@ def _fingerprint(connection: MessagingConnection) -> str:
     return hashlib.sha256(material).hexdigest()
 
 
+def send_rate(connection: MessagingConnection) -> float:
+    """The connection's messages per second across all processes (the provider default if unset)."""
+    return connection.messages_per_second or DEFAULT_RATES.get(connection.provider, 10.0)
+
+
 def _limiter(connection: MessagingConnection) -> PacedRateLimiter:
-    rate = connection.messages_per_second or DEFAULT_RATES.get(connection.provider, 10.0)
+    rate = send_rate(connection)
     cached = _limiters.get(connection.pk)
     if cached is None or cached[0] != rate:
         cached = (rate, rate_limiter(connection.store_id, connection.channel, rate))
