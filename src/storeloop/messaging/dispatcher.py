@@ -296,15 +296,18 @@ class MessageDispatcher:
         outcomes: dict[tuple[str, str], list[int]] = defaultdict(list)
         for pk, decision in closed.items():
             outcomes[decision].append(pk)
+        later: dict[tuple[dt.datetime, str], list[int]] = defaultdict(list)
+        for pk, delay in delayed.items():
+            later[delay].append(pk)
         with transaction.atomic():
             for (status, reason), pks in outcomes.items():
                 # Status guard: a message held or cancelled since the claim keeps that status.
                 counts[status] += Message.objects.filter(pk__in=pks, status=Status.QUEUED).update(
                     status=status, reason=reason, claimed_until=None
                 )
-            for pk, (when, reason) in delayed.items():
-                Message.objects.filter(pk=pk).update(not_before=when, reason=reason, claimed_until=None)
-                counts["delayed"] += 1
+            for (when, reason), pks in later.items():  # one update per due time (a cap, a zone's morning)
+                Message.objects.filter(pk__in=pks).update(not_before=when, reason=reason, claimed_until=None)
+                counts["delayed"] += len(pks)
 
     def _write_results(
         self, ready: list[tuple[Message, Envelope]], results: dict[int, SendResult], counts: Counter[str]
