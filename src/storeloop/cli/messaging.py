@@ -69,6 +69,8 @@ def _register_messaging(sub: Any) -> None:
     smtp.add_argument("--unsubscribe-mailto", default="", help="address that unsubscribes whoever writes to it")
     smtp.add_argument("--ca-cert", type=Path, help="PEM file of the CA to trust for a private relay")
     smtp.add_argument("--webhook-secret", help=_secret_help("webhook_secret", "secret of the bounce webhook"))
+    smtp.add_argument("--connections", type=int, default=2,
+                      help="SMTP sessions per worker process, 1-10 (default 2; the relay may cap them)")  # fmt: skip
     _common(smtp)
 
     twilio = psub.add_parser("twilio", help="SMS through Twilio")
@@ -236,7 +238,7 @@ def _connect_kwargs(args: argparse.Namespace) -> dict[str, Any]:
                       password=_secret(args, "password"), from_addr=args.from_addr, from_name=args.from_name,
                       reply_to=args.reply_to, return_path=args.return_path,
                       message_id_domain=args.message_id_domain, unsubscribe_mailto=args.unsubscribe_mailto,
-                      ca_cert=_read(args.ca_cert, "CA certificate"))  # fmt: skip
+                      ca_cert=_read(args.ca_cert, "CA certificate"), connections=args.connections)  # fmt: skip
         optional = {"webhook_secret": _secret(args, "webhook_secret")}
     elif args.provider == "twilio":
         kwargs.update(account_sid=args.account_sid, auth_token=_secret(args, "auth_token"),

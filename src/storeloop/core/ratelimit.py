@@ -93,9 +93,13 @@ class PacedRateLimiter:
     reserves ``prefetch_seconds`` worth of slots in one short transaction (at least one) and hands
     them to its threads in order; each thread sleeps until its slot. Slots of different processes
     never coincide, so the rate holds across processes as long as their clocks agree (one machine,
-    or NTP). A slot a thread reaches more than one interval late is dropped, never spent late, so a
-    slow or idle process cannot bunch its sends into someone else's; a dropped slot costs only
-    throughput. ``penalize`` (a provider's 429) moves the schedule past the wait for everyone.
+    or NTP). A slot a thread reaches late by more than one reservation's span (``prefetch``
+    intervals, at most ``prefetch_seconds``) is dropped, never spent, so an idle process cannot
+    bunch stale slots into someone else's: in any window each process sends at most one
+    reservation more than the rate allows. Within that span a late slot is still spent — a process
+    sending slower than the rate would otherwise drop most of its slots and go back to the database
+    for nearly every send. ``penalize`` (a provider's 429) moves the schedule past the wait for
+    everyone.
 
     ``acquire`` never raises: it waits as long as the schedule says, which is what a caller that
     must not lose a send (a message whose attempt is already recorded) needs.
@@ -118,6 +122,7 @@ class PacedRateLimiter:
         self.per_second = per_second
         self.interval = 1.0 / per_second
         self.prefetch = max(1, min(self.MAX_PREFETCH, math.floor(per_second * prefetch_seconds)))
+        self.tolerance = self.prefetch * self.interval  # how late a slot may still be spent
         self._clock = clock
         self._sleep = sleep
         self._slots: deque[float] = deque()
@@ -145,7 +150,7 @@ class PacedRateLimiter:
     def _take_slot(self) -> float:
         with self._lock:
             now = self._clock()
-            while self._slots and self._slots[0] < now - self.interval:
+            while self._slots and self._slots[0] < now - self.tolerance:
                 self._slots.popleft()
             if not self._slots:
                 self._slots.extend(self._reserve(now))

@@ -39,7 +39,7 @@ from storeloop.messaging.channels.base import ChannelInterface, Envelope, Outcom
 from storeloop.messaging.channels.factory import send_rate
 from storeloop.messaging.inbound.window import is_window_open, last_inbound_times
 from storeloop.messaging.models import Message, MessagingConnection, TemplateVersion
-from storeloop.messaging.policies import QUIET_CHANNELS, next_allowed_by_cap, quiet_until, zone_for
+from storeloop.messaging.policies import QUIET_CHANNELS, next_allowed_by_cap, recipient_quiet_until
 from storeloop.messaging.templates import TemplateRepository
 from storeloop.stores.models import Store
 
@@ -133,12 +133,7 @@ class MessageDispatcher:
 
     def _process(self, ids: list[int]) -> Counter[str]:
         now = timezone.now()
-        messages = list(Message.objects.filter(pk__in=ids).select_related("contact", "template", "template__template"))
-        # Each store once per batch (not joined per message: its secrets are decrypted on load).
-        stores = Store.objects.in_bulk({m.store_id for m in messages})
-        for message in messages:
-            message.store = stores[message.store_id]
-        messages = self._within_send_window(messages)
+        messages = self._within_send_window(_load_batch(ids))
         counts: Counter[str] = Counter()
         ready: list[tuple[Message, Envelope]] = []
         delayed: dict[int, tuple[dt.datetime, str]] = {}
@@ -159,7 +154,8 @@ class MessageDispatcher:
             if not decision.allowed:
                 closed[message.pk] = (Status.SUPPRESSED, decision.reason)
                 continue
-            if message.purpose == Purpose.MARKETING:
+            marketing = message.purpose == Purpose.MARKETING
+            if marketing:
                 key = (message.contact_id, message.channel)
                 cap_until = next_allowed_by_cap(
                     last_sent.get(key), message.channel, preferences.get(message.contact_id)
@@ -170,20 +166,21 @@ class MessageDispatcher:
                     delayed[message.pk] = (cap_until, "frequency_cap")
                     continue
                 if message.channel in QUIET_CHANNELS:
-                    quiet_end = quiet_until(now, zone_for(recipient.phone, recipient.country))
+                    quiet_end = recipient_quiet_until(now, recipient.phone, recipient.country)
                     if quiet_end is not None:
                         delayed[message.pk] = (quiet_end, "quiet_hours")
                         continue
                 taken.add(key)
+            template = message.template
+            assert template is not None  # queue_message and campaigns always set one
+            # The link is signed per recipient: only where it is used (every marketing e-mail
+            # carries it in List-Unsubscribe; texts only when their template shows it).
             unsubscribe = ""
-            if message.purpose == Purpose.MARKETING:
+            if marketing and (message.channel == Channel.EMAIL or self.templates.uses_links(template)):
                 unsubscribe = self.consent.generate_unsubscribe_link(recipient, message.channel, message.purpose)
             links = {"unsubscribe_url": unsubscribe, "preferences_url": unsubscribe.replace("/u/", "/preferences/")}
             try:
-                rendered = self.templates.render_template(
-                    message.template,  # type: ignore[arg-type]
-                    {**self.context_builder(message), **links},
-                )
+                rendered = self.templates.render_template(template, {**self.context_builder(message), **links})
             except ValidationError as exc:
                 closed[message.pk] = (Status.FAILED, f"template: {exc.message}"[:100])
                 continue
@@ -194,9 +191,8 @@ class MessageDispatcher:
             )
             ready.append((message, Envelope(
                 message_id=message.pk, idempotency_key=str(message.idempotency_key), to=to, rendered=rendered,
-                marketing=message.purpose == Purpose.MARKETING, unsubscribe_url=unsubscribe, window_open=window,
-                wa_template_name=message.template.wa_template_name if message.template else "",
-                wa_language=message.template.wa_language if message.template else "",
+                marketing=marketing, unsubscribe_url=unsubscribe, window_open=window,
+                wa_template_name=template.wa_template_name, wa_language=template.wa_language,
             )))  # fmt: skip
         self._write_decisions(closed, delayed, counts)
         if ready:
@@ -361,6 +357,30 @@ class MessageDispatcher:
                     self.consent.suppress(message.store_id, message.channel, address, "hard_bounce", result.error)
                 except ValidationError:  # an address we cannot normalise must not roll back the batch
                     logger.warning("message %s: could not suppress an unparseable address", message.pk)
+
+
+# What a batch loads of each message: what sending, outcomes and the default context read. The
+# timestamps nobody reads here are left out (each costs a conversion per row); any other field still
+# loads on access.
+_BATCH_FIELDS = (
+    "id", "store_id", "contact", "channel", "purpose", "template_id", "context", "idempotency_key", "campaign_id",
+    "priority", "status", "attempts", "created_at",
+)  # fmt: skip
+
+
+def _load_batch(ids: list[int]) -> list[Message]:
+    """The claimed messages with their contacts (one query), and each store and template version
+    once per batch rather than joined per row (a store's secrets are decrypted on load)."""
+    messages = list(Message.objects.filter(pk__in=ids).select_related("contact").only(*_BATCH_FIELDS))
+    stores = Store.objects.in_bulk({m.store_id for m in messages})
+    versions = TemplateVersion.objects.select_related("template").in_bulk(
+        {m.template_id for m in messages if m.template_id is not None}
+    )
+    for message in messages:
+        message.store = stores[message.store_id]
+        if message.template_id is not None:
+            message.template = versions[message.template_id]
+    return messages
 
 
 def _write_sent(sent: list[tuple[Message, SendResult]], now: dt.datetime) -> None:

@@ -6,11 +6,13 @@ Both delay (move ``not_before``), never drop: the message still goes, later.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import phonenumbers
 from phonenumbers import timezone as phone_timezone
+from phonenumbers.tzdata import TIMEZONE_DATA, TIMEZONE_LONGEST_PREFIX
 
 from storeloop.consent.models import Channel, Preference
 
@@ -61,6 +63,53 @@ def zone_for(phone: str, country: str) -> ZoneInfo:
     return ZoneInfo("UTC")
 
 
+def recipient_quiet_until(now: dt.datetime, phone: str, country: str) -> dt.datetime | None:
+    """``quiet_until`` in the recipient's zone (``zone_for``), cheaply when the answer is clear.
+
+    Working out the zone of a number costs ~0.1 ms (parsing it and classifying it as fixed, mobile
+    ...). Without that, only three zones are possible: the one its longest listed prefix names
+    (geographic numbers), its calling code's (other numbers) and the country fallback (numbers
+    ``phonenumbers`` does not know). When it is quiet time in none of them, it is not quiet time
+    for the recipient either — exactly, without the per-number work.
+    """
+    possible = _possible_zones(phone, country)
+    if possible is not None and not any(quiet_until(now, zone) for zone in possible):
+        return None
+    return quiet_until(now, zone_for(phone, country))
+
+
+_E164 = re.compile(r"\+[1-9]\d{1,14}")
+
+
+def _possible_zones(phone: str, country: str) -> tuple[ZoneInfo, ...] | None:
+    """Every zone ``zone_for(phone, country)`` can return; None when the number is not plain E.164."""
+    if not _E164.fullmatch(phone):
+        return None
+    digits = phone[1:]
+    code = next((digits[:n] for n in (1, 2, 3) if int(digits[:n]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE), None)
+    if code is None:
+        return None
+    return (*_first_zone(_longest_prefix_zones(digits)), *_first_zone(_longest_prefix_zones(code)),
+            zone_for("", country))  # fmt: skip
+
+
+def _longest_prefix_zones(digits: str) -> tuple[str, ...]:
+    """What ``phonenumbers`` lists under the longest prefix of ``digits`` (its own lookup)."""
+    for length in range(min(len(digits), TIMEZONE_LONGEST_PREFIX), 0, -1):
+        zones = TIMEZONE_DATA.get(digits[:length])
+        if zones is not None:
+            return tuple(zones)
+    return ()
+
+
+@lru_cache(maxsize=4096)
+def _first_zone(names: tuple[str, ...]) -> tuple[ZoneInfo, ...]:
+    """``zone_for`` takes the first known name of a list (none: it falls back to the country)."""
+    known = [name for name in names if name != phone_timezone.UNKNOWN_TIMEZONE]
+    return (ZoneInfo(known[0]),) if known else ()
+
+
+@lru_cache(maxsize=1024)
 def quiet_until(now: dt.datetime, zone: ZoneInfo) -> dt.datetime | None:
     """If it is quiet time (21:00–08:00) where the recipient is, when it ends (UTC); else None."""
     local = now.astimezone(zone)

@@ -14,9 +14,11 @@ from storeloop.core.errors import NotFound, ValidationError
 from storeloop.messaging.models import MessageTemplate, TemplateVersion
 from storeloop.messaging.templating import (
     ALLOWED_ROOTS,
+    BUILTIN_NAMES,
     Rendered,
     TemplateProblem,
     check_source,
+    names_used,
     render,
     render_sample,
 )
@@ -169,6 +171,12 @@ class TemplateRepository:
             if template is not None and template.published is not None:
                 return template.published
         raise NotFound(f"no published {channel} template {key!r} for {locale}", code="template_not_found")
+
+    @staticmethod
+    def uses_links(version: TemplateVersion) -> bool:
+        """Does the version show ``unsubscribe_url`` or ``preferences_url`` anywhere?"""
+        sources = (version.subject, version.body_text, version.body_html, *version.wa_parameters)
+        return any(names_used(source) & BUILTIN_NAMES for source in sources)
 
     def render_template(self, version: TemplateVersion, context: Mapping[str, Any]) -> Rendered:
         try:

@@ -118,6 +118,18 @@ def _loop_depth(loop: nodes.For) -> int:
 
 
 @lru_cache(maxsize=2048)
+def names_used(source: str) -> frozenset[str]:
+    """The variable names ``source`` reads (empty when it does not parse: rendering will say why)."""
+    if not source:
+        return frozenset()
+    try:
+        tree = _TEXT_ENV.parse(source)
+    except TemplateSyntaxError:
+        return frozenset()
+    return frozenset(n.name for n in tree.find_all(nodes.Name) if n.ctx == "load")
+
+
+@lru_cache(maxsize=2048)
 def _compiled(source: str, html: bool) -> Any:
     return (_HTML_ENV if html else _TEXT_ENV).from_string(source)
 

@@ -1,7 +1,8 @@
 """Twilio Programmable Messaging adapter: ``TwilioClient`` sends SMS through the Messages API.
 
-Pure Python (no Django). One pooled ``httpx.Client`` per client; HTTP Basic auth with the Account SID
-and auth token; form-encoded POSTs; JSON answers.
+Pure Python (no Django). One ``KeepAliveClient`` per client (``integrations.keepalive``: a lean
+HTTP/1.1 pool on ``http.client`` raising httpx's exceptions; httpx's own client costs too much CPU per
+send, ADR 8); HTTP Basic auth with the Account SID and auth token; form-encoded POSTs; JSON answers.
 
 "Never twice" with Twilio:
 
@@ -38,6 +39,7 @@ import httpx
 import orjson
 
 from storeloop.core.ports import RateLimiter
+from storeloop.integrations.keepalive import KeepAliveClient, Response
 
 from .errors import (
     TwilioAuthError,
@@ -115,7 +117,6 @@ class TwilioClient:
         limiter: RateLimiter | None = None,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         max_retries: int = 3,
-        transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
@@ -147,12 +148,10 @@ class TwilioClient:
         self.validate_numbers = validate_numbers
         self.key_param = key_param
         self._account_path = f"/{API_VERSION}/Accounts/{account_sid}"
-        self.http = httpx.Client(
-            base_url=self.base_url,
+        self.http = KeepAliveClient(
+            self.base_url,
             auth=(account_sid, auth_token),
             timeout=timeout,
-            transport=transport,
-            follow_redirects=False,
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
         )
 
@@ -369,7 +368,7 @@ class TwilioClient:
         self.sleep(wait)
 
     @staticmethod
-    def _decode(response: httpx.Response, method: str, path: str, send: bool) -> Any:
+    def _decode(response: Response, method: str, path: str, send: bool) -> Any:
         try:
             data = orjson.loads(response.content) if response.content else None
         except orjson.JSONDecodeError:
@@ -385,7 +384,7 @@ class TwilioClient:
         return data
 
     @staticmethod
-    def _decode_lenient(response: httpx.Response) -> Any:
+    def _decode_lenient(response: Response) -> Any:
         try:
             return orjson.loads(response.content) if response.content else None
         except orjson.JSONDecodeError:

@@ -18,6 +18,9 @@ Sends are not idempotent and the Cloud API has no idempotency key: a send whose 
 resent here. It raises ``WhatsAppTransientError(maybe_sent=True)``; the caller reconciles, for
 instance by passing ``callback_data`` (``biz_opaque_callback_data``, echoed in every status webhook
 of that message) and waiting for a status before deciding to send again.
+
+HTTP goes through ``integrations.keepalive.KeepAliveClient`` (a lean keep-alive pool on ``http.client``
+that raises httpx's exception classes; httpx's own client costs too much CPU per send, ADR 8).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import orjson
 import phonenumbers
 
 from storeloop.core.ports import RateLimiter
+from storeloop.integrations.keepalive import KeepAliveClient, Response
 
 from .errors import (
     WhatsAppError,
@@ -106,7 +110,7 @@ def _components(parameters: Sequence[str] | Components | None) -> list[dict[str,
 
 
 class WhatsAppClient:
-    """httpx client for one WhatsApp business phone number. Use as a context manager or call close()."""
+    """Client for one WhatsApp business phone number. Use as a context manager or call close()."""
 
     def __init__(
         self,
@@ -118,7 +122,6 @@ class WhatsAppClient:
         limiter: RateLimiter | None = None,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         max_retries: int = 3,
-        transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
@@ -143,11 +146,9 @@ class WhatsAppClient:
         self.backoff_max = backoff_max
         self.max_retry_wait = max_retry_wait
         self.rng = rng or random.Random()
-        self.http = httpx.Client(
-            base_url=self.base_url,
+        self.http = KeepAliveClient(
+            self.base_url,
             timeout=timeout,
-            transport=transport,
-            follow_redirects=False,
             headers={
                 "Authorization": f"Bearer {access_token}",
                 "User-Agent": USER_AGENT,
@@ -335,7 +336,7 @@ class WhatsAppClient:
         return delay
 
     @staticmethod
-    def _decode(response: httpx.Response, method: str, path: str, is_send: bool) -> Any:
+    def _decode(response: Response, method: str, path: str, is_send: bool) -> Any:
         try:
             return orjson.loads(response.content) if response.content else None
         except orjson.JSONDecodeError:
@@ -348,7 +349,7 @@ class WhatsAppClient:
             ) from None
 
     @staticmethod
-    def _decode_lenient(response: httpx.Response) -> Any:
+    def _decode_lenient(response: Response) -> Any:
         try:
             return orjson.loads(response.content) if response.content else None
         except orjson.JSONDecodeError:

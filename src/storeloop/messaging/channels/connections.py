@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from storeloop.core.errors import NotFound, TerminalError, TransientError, ValidationError
-from storeloop.messaging.channels.factory import DEFAULT_RATES, build_channel
+from storeloop.messaging.channels.factory import DEFAULT_RATES, DEFAULT_SMTP_CONNECTIONS, build_channel
 from storeloop.messaging.models import MessagingConnection
 from storeloop.stores.models import Store
 
@@ -30,6 +30,7 @@ _API_VERSION = re.compile(r"v\d+\.\d+")
 _SECRET = re.compile(r"[\x21-\x7e]{1,200}")  # printable ASCII, no spaces: it travels in headers and URLs
 MIN_WEBHOOK_SECRET = 16
 MIN_VERIFY_TOKEN = 8
+MAX_SMTP_CONNECTIONS = 10
 
 
 def _invalid(message: str, code: str, field: str) -> ValidationError:
@@ -101,8 +102,12 @@ def connect_smtp(
     ca_cert: str = "",
     webhook_secret: str = "",
     messages_per_second: float | None = None,
+    connections: int = DEFAULT_SMTP_CONNECTIONS,
 ) -> MessagingConnection:
     """E-mail through an SMTP relay (587 STARTTLS, 465 implicit TLS, or plain on loopback only).
+
+    ``connections``: SMTP sessions each worker process keeps open to the relay (1-10; each carries
+    one message at a time). Relays cap concurrent sessions per client (Microsoft 365: 3), hence 2.
 
     ``webhook_secret`` signs the bounce and complaint events posted to ``/webhooks/email/<store>``
     (docs/messaging-webhooks.md); without one that endpoint refuses every request.
@@ -125,10 +130,13 @@ def connect_smtp(
         raise _invalid(str(exc), "insecure_smtp", "security") from None
     if any(c in from_name for c in "\r\n\x00"):
         raise _invalid("from_name must be one line", "invalid_from_name", "from_name")
+    if not 1 <= connections <= MAX_SMTP_CONNECTIONS:
+        raise _invalid(f"connections must be between 1 and {MAX_SMTP_CONNECTIONS}", "invalid_connections",
+                       "connections")  # fmt: skip
     settings: dict[str, Any] = {
         "host": host, "port": port, "security": security, "from_addr": _address(from_addr, "from_addr", required=True),
         "from_name": from_name.strip(), "reply_to": _address(reply_to, "reply_to"),
-        "return_path": _address(return_path, "return_path"),
+        "return_path": _address(return_path, "return_path"), "connections": connections,
     }  # fmt: skip
     if message_id_domain.strip():
         try:

@@ -2,8 +2,10 @@
 
 Why it looks like this:
 
-- One ``SmtpSender`` per connection, kept by the factory across batches, so a batch (and the next
-  one) rides one SMTP session instead of paying TCP + TLS + AUTH per message.
+- A few ``SmtpSender``s per connection (its ``connections`` setting), kept by the factory across
+  batches, so batches ride open SMTP sessions instead of paying TCP + TLS + AUTH per message, and
+  the dispatcher's sending threads each get a session of their own (a session carries one message
+  at a time). A thread waits for a free session when all are busy.
 - ``message_id_local`` is ``"sl-" + idempotency_key``: the Message-ID is derived from the message
   row, so any copy that ever leaves (a resend by an operator, a relay retry) carries the same id and
   bounces/complaints can be matched back to the row.
@@ -16,6 +18,9 @@ Why it looks like this:
 """
 
 from __future__ import annotations
+
+import queue
+from collections.abc import Sequence
 
 from django.utils.html import strip_tags
 
@@ -34,13 +39,13 @@ def message_id_local(envelope: Envelope) -> str:
 
 
 class EmailChannel:
-    """``ChannelInterface`` for e-mail. Sends sequentially on the sender's one connection."""
+    """``ChannelInterface`` for e-mail over one or more SMTP sessions (``senders``)."""
 
     name = "email"
 
     def __init__(
         self,
-        sender: SmtpSender,
+        senders: SmtpSender | Sequence[SmtpSender],
         *,
         from_addr: str,
         from_name: str = "",
@@ -48,7 +53,12 @@ class EmailChannel:
         return_path: str = "",
         unsubscribe_mailto: str = "",
     ) -> None:
-        self.sender = sender
+        self.senders = [senders] if isinstance(senders, SmtpSender) else list(senders)
+        if not self.senders:
+            raise ValueError("an e-mail channel needs at least one SMTP sender")
+        self._idle: queue.LifoQueue[SmtpSender] = queue.LifoQueue()
+        for sender in self.senders:
+            self._idle.put(sender)
         self.from_addr = from_addr
         self.from_name = from_name
         self.reply_to = reply_to
@@ -56,7 +66,8 @@ class EmailChannel:
         self.unsubscribe_mailto = unsubscribe_mailto
 
     def close(self) -> None:
-        self.sender.close()
+        for sender in self.senders:
+            sender.close()
 
     # --- ChannelInterface ----------------------------------------------------------------------
 
@@ -80,12 +91,17 @@ class EmailChannel:
                 continue
             positions.append(index)
         if specs:
-            for index, outcome in zip(positions, self.sender.send_many(specs), strict=True):
+            sender = self._idle.get()  # the most recently used session first: it is surely open
+            try:
+                outcomes = sender.send_many(specs)
+            finally:
+                self._idle.put(sender)
+            for index, outcome in zip(positions, outcomes, strict=True):
                 results[index] = result_for(envelopes[index], outcome)
         return [r for r in results if r is not None]
 
     def test_connection(self) -> None:
-        self.sender.test_connection()
+        self.senders[0].test_connection()
 
     # --- building ------------------------------------------------------------------------------
 

@@ -56,6 +56,9 @@ RETIRE_AFTER = 600.0
 # HTTP providers: short in-client retries only; the dispatcher's back-off handles longer waits and
 # a worker thread is never blocked for long.
 HTTP_TIMEOUT = httpx.Timeout(15, connect=5)
+# SMTP sessions per connection and process: each carries one message at a time; relays cap
+# concurrent sessions per client (Microsoft 365 allows 3).
+DEFAULT_SMTP_CONNECTIONS = 2
 HTTP_RETRIES = 2
 HTTP_BACKOFF_MAX = 5.0
 
@@ -193,8 +196,9 @@ def _email(credentials: dict[str, str], options: dict[str, Any], limiter: RateLi
         if options.get("max_messages_per_connection")
         else None,
     )
+    sessions = int(options.get("connections") or DEFAULT_SMTP_CONNECTIONS)
     return EmailChannel(
-        SmtpSender(config, limiter=limiter),
+        [SmtpSender(config, limiter=limiter) for _ in range(sessions)],
         from_addr=str(options["from_addr"]),
         from_name=str(options.get("from_name") or ""),
         reply_to=str(options.get("reply_to") or ""),

@@ -7,9 +7,11 @@ dispatcher use ``transaction=True`` because the dispatcher builds channels in wo
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -75,6 +77,30 @@ def test_sent_mail_has_the_message_id_of_its_idempotency_key_and_one_connection_
     assert str(received.message["From"]) == "Test Shop <shop@shop.example>"
     assert received.message.get_content_type() == "multipart/alternative"
     assert smtp.connections == 1  # reused across messages and send_message calls
+
+
+@pytest.mark.django_db(transaction=True)  # the senders' threads reserve send slots in the database
+def test_sending_threads_each_get_a_session_of_their_own_up_to_the_connections_setting(
+    store: Any, smtp: FakeSmtpServer
+) -> None:
+    connect_smtp(store_id=store.pk, host=smtp.host, port=smtp.port, security="none", from_addr="shop@shop.example",
+                 messages_per_second=1000, connections=3)  # fmt: skip
+    channel = channel_for(store, "email")
+    go = threading.Barrier(4)
+
+    def send(batch: int) -> list[Outcome]:
+        go.wait()
+        return outcomes(channel.send_message([envelope(10 * batch + n) for n in range(5)]))
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(send, range(4)))
+    assert results == [[Outcome.SENT] * 5] * 4
+    assert sorted(m.rcpt_tos[0] for m in smtp.messages) == sorted(
+        f"customer{10 * b + n}@example.com" for b in range(4) for n in range(5)
+    )
+    assert smtp.connections == 3  # four threads, three sessions: one waited for a free one
+    channel.send_message([envelope(99)])
+    assert smtp.connections == 3  # kept open for the next batch
 
 
 def test_marketing_mail_carries_one_click_unsubscribe_and_receipts_do_not(

@@ -47,7 +47,7 @@ def test_secrets_are_encrypted_at_rest_and_settings_hold_no_secret(store: Any) -
     assert factory.credentials_of(loaded) == {"username": "mailer", "password": "s3cret-pw"}
     assert "s3cret-pw" not in str(loaded.settings)
     assert loaded.settings == {"host": "smtp.example.com", "port": 587, "security": "starttls",
-                               "from_addr": "shop@shop.example", "from_name": "Shop"}  # fmt: skip
+                               "from_addr": "shop@shop.example", "from_name": "Shop", "connections": 2}  # fmt: skip
     assert (loaded.provider, loaded.channel, loaded.messages_per_second) == ("smtp", "email", 10.0)
 
 
@@ -83,6 +83,8 @@ def test_connecting_again_replaces_the_channels_connection(store: Any) -> None:
         (connect_twilio, {"account_sid": SID, "auth_token": "t", "from_number": "12ab!"}, "invalid_from_number"),
         (connect_twilio, {"account_sid": SID, "auth_token": "t", "from_number": "+15005550006",
                           "status_callback": "ftp://x"}, "invalid_url"),
+        (connect_smtp, smtp_args(connections=0), "invalid_connections"),
+        (connect_smtp, smtp_args(connections=11), "invalid_connections"),
         (connect_whatsapp, {"access_token": "", "phone_number_id": "1"}, "missing_token"),
         (connect_whatsapp, {"access_token": "t", "phone_number_id": "+1555"}, "invalid_phone_number_id"),
         (connect_whatsapp, {"access_token": "t", "phone_number_id": "1", "api_version": "21"}, "invalid_api_version"),

@@ -52,13 +52,13 @@ def test_connect_smtp_tests_then_stores_and_never_prints_the_password(capsys: An
     with FakeSmtpServer() as smtp:
         code, out, _ = run(capsys, "messaging", "connect", "smtp", "--store", str(store.pk), "--host", smtp.host,
                            "--port", str(smtp.port), "--security", "none", "--from-addr", "shop@shop.example",
-                           "--from-name", "Test Shop", "--rate", "50", "--json")  # fmt: skip
+                           "--from-name", "Test Shop", "--rate", "50", "--connections", "3", "--json")  # fmt: skip
         assert code == 0
         assert json.loads(out) == {
             "store": store.pk, "channel": "email", "provider": "smtp", "messages_per_second": 50.0, "active": True,
             "checked": True,
             "settings": {"host": smtp.host, "port": smtp.port, "security": "none", "from_addr": "shop@shop.example",
-                         "from_name": "Test Shop"},
+                         "from_name": "Test Shop", "connections": 3},
         }  # fmt: skip
         code, out, _ = run(capsys, "messaging", "test", "--store", str(store.pk), "--channel", "email", "--json")
         assert (code, json.loads(out)["result"]) == (0, "ok")

@@ -227,6 +227,27 @@ def test_templates_can_place_the_unsubscribe_link(
 
 
 @time_machine.travel(NOON, tick=False)
+def test_a_text_signs_an_unsubscribe_link_only_when_its_template_shows_one(
+    dispatcher: MessageDispatcher, channels: dict[str, RecordingChannel], store: Any, contact: Contact
+) -> None:
+    other = Contact.objects.create(store=store, phone="+4930123457", first_name="Bo", country="DE")
+    grant(contact, "sms")
+    grant(other, "sms")
+    repo = TemplateRepository()
+    plain = repo.save_template(store, "plain", "sms", body_text="Sale today")
+    linked = repo.save_template(store, "linked", "sms", body_text="Sale! Opt out: {{ preferences_url }}")
+    queue(dispatcher, store, contact, "marketing", "plain", channel="sms", version=plain)
+    queue(dispatcher, store, other, "marketing", "linked", channel="sms", version=linked)
+    assert dispatcher.process_queue() == Counter({"sent": 2})
+    without, with_link = sorted(channels["sms"].sent, key=lambda e: e.rendered.text)
+    assert (without.rendered.text, without.unsubscribe_url) == ("Sale today", "")
+    assert "/u/" in with_link.unsubscribe_url
+    assert with_link.rendered.text == "Sale! Opt out: " + with_link.unsubscribe_url.replace("/u/", "/preferences/")
+    MessagingConsentManager().unsubscribe(with_link.unsubscribe_url.rsplit("/", 1)[1])
+    assert MessagingConsentManager().has_consent(other, "sms", "marketing").reason == "withdrawn"
+
+
+@time_machine.travel(NOON, tick=False)
 def test_a_channel_that_is_not_configured_sends_nothing_and_retries_later(
     channels: dict[str, RecordingChannel], store: Any, contact: Contact
 ) -> None:

@@ -62,7 +62,7 @@ def test_two_processes_of_one_store_share_one_schedule() -> None:
     assert a_waits == [pytest.approx(0.2)]  # its first slot was free at once, its second is the third overall
     assert b_waits == [pytest.approx(0.1), pytest.approx(0.3)]
     assert other_waits == []  # another store's rate is its own
-    assert RateLimitBucket.objects.get(key=KEY).blocked_until.timestamp() == pytest.approx(T0 + 0.4)
+    assert RateLimitBucket.objects.get(key=KEY).blocked_until.timestamp() == pytest.approx(T0 + 0.4, abs=1e-4)
 
 
 @pytest.mark.django_db
@@ -86,6 +86,20 @@ def test_slots_are_never_spent_late() -> None:
     b.acquire()
     assert a_waits == []  # a fresh slot now, not a stale one bunched against b's
     assert b_waits == [pytest.approx(0.05)]  # after the slots a reserved at the same moment
+
+
+@pytest.mark.django_db
+def test_a_process_slower_than_the_rate_spends_its_reservation_instead_of_going_back_for_more() -> None:
+    clock, a_waits = Clock(), waits()
+    a = limiter(clock, a_waits, rate=1000)  # a slot every 1 ms, 50 per reservation
+    for _ in range(50):
+        a.acquire()
+        clock.now += 0.002  # each send takes 2 ms: slot n is reached n ms late
+    assert a_waits == []
+    # One reservation served all 50 sends (the schedule moved once, by 50 slots).
+    assert RateLimitBucket.objects.get(key=KEY).blocked_until.timestamp() == pytest.approx(T0 + 0.05, abs=1e-4)
+    a.acquire()  # the 51st needs a new reservation, from now on
+    assert RateLimitBucket.objects.get(key=KEY).blocked_until.timestamp() == pytest.approx(clock.now + 0.05, abs=1e-4)
 
 
 def test_a_rate_must_be_positive() -> None:

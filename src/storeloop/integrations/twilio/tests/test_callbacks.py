@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+
 import httpx
 import pytest
 
 from storeloop.integrations.twilio.client import TwilioClient, key_from_callback_url
 from storeloop.integrations.twilio.errors import TwilioRecipientOptedOut
 from storeloop.integrations.twilio.fake import FakeTwilio
+from storeloop.integrations.twilio.fake.callbacks import CallbackRecord, WebhookSender
 from storeloop.integrations.twilio.models import parse_inbound, parse_status_callback
 from storeloop.integrations.twilio.signature import SIGNATURE_HEADER, compute_signature, validate_signature
 
@@ -119,3 +123,66 @@ def test_forged_webhook_is_rejected(twilio: FakeTwilio, receiver: Receiver) -> N
     httpx.post(url, data=forged, headers={SIGNATURE_HEADER: compute_signature("guess", url, forged)})
     (hook,) = receiver.wait_for(1)
     assert not validate_signature(twilio.auth_token, hook.url, hook.form, hook.headers[SIG])
+
+
+# --- scheduling (WebhookSender) ---------------------------------------------------------------------
+
+HOUR = 3600.0
+
+
+@pytest.fixture
+def sender() -> Iterator[WebhookSender]:
+    records: list[CallbackRecord] = []
+    started = WebhookSender(lambda: "token", records.append)
+    yield started
+    started.stop()
+
+
+def _never() -> None:
+    raise AssertionError("a step due in an hour ran")
+
+
+def test_a_step_due_before_the_others_runs_at_its_time(sender: WebhookSender) -> None:
+    for _ in range(1000):
+        sender.schedule(HOUR, _never)  # the thread now waits an hour for the first of these
+    ran = threading.Event()
+    sender.schedule(0.0, ran.set)  # earlier than everything queued: the thread must be woken for it
+    assert ran.wait(5)
+    assert sender.scheduled == 1000
+    assert not sender.idle(0.01)
+
+
+def test_steps_run_in_due_order_then_idle(sender: WebhookSender) -> None:
+    order: list[str] = []
+    sender.schedule(0.03, lambda: order.append("third"))
+    sender.schedule(0.01, lambda: order.append("first"))
+    sender.schedule(0.02, lambda: order.append("second"))
+    sender.schedule(0.03, lambda: order.append("fourth"))  # same delay, scheduled later: runs later
+    assert sender.idle(5)
+    assert order == ["first", "second", "third", "fourth"]
+    assert sender.scheduled == 0
+
+
+def test_clear_and_stop_drop_pending_steps(sender: WebhookSender) -> None:
+    sender.schedule(HOUR, _never)
+    assert not sender.idle(0.01)
+    sender.clear()
+    assert sender.scheduled == 0
+    assert sender.idle(0.01)
+    sender.schedule(HOUR, _never)
+    sender.stop()
+    assert sender.scheduled == 0
+    assert sender.idle(0.01)
+
+
+def test_callbacks_an_hour_away_wait_and_are_dropped_by_reset(
+    twilio: FakeTwilio, client: TwilioClient, receiver: Receiver
+) -> None:
+    twilio.faults.update({"callback_delay_ms": 3_600_000})  # what bench/dispatch.py sets
+    sids = [client.send_sms(f"+1415555{n:04d}", "Hi", status_callback=receiver.url()).sid for n in range(50)]
+    assert not twilio.flush(timeout=0.05)
+    assert [(m.sid, m.status) for m in twilio.messages] == [(sid, "queued") for sid in sids]
+    assert receiver.received == []
+    assert twilio.callbacks == []
+    twilio.reset()
+    assert twilio.flush(timeout=1.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -10,6 +11,7 @@ import httpx
 import pytest
 
 from storeloop.core.errors import TerminalError, TransientError
+from storeloop.integrations.tests.canned import Answer, CannedServer
 from storeloop.integrations.twilio.client import TwilioClient, callback_url_with_key, key_from_callback_url
 from storeloop.integrations.twilio.errors import (
     TwilioAuthError,
@@ -309,16 +311,35 @@ def test_connection_refused_is_retried_even_for_a_send(make_client: Callable[...
     assert info.value.maybe_sent is False  # nothing reached Twilio: safe to send again
 
 
-def test_non_json_2xx_on_a_send_is_maybe_sent() -> None:
-    def proxy(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, text="<html>captive portal</html>", headers={"content-type": "text/html"})
-
-    client = TwilioClient(
-        "AC" + "1" * 32, "t", from_number="+15005550006", transport=httpx.MockTransport(proxy), max_retries=3
-    )
-    with client, pytest.raises(TwilioTransientError) as info:
-        client.send_sms(TO, "Hi")
+def test_non_json_2xx_on_a_send_is_maybe_sent(sleeps: list[float]) -> None:
+    portal = Answer(200, b"<html>captive portal</html>", (("Content-Type", "text/html"),))
+    with CannedServer(default=portal) as proxy:
+        client = TwilioClient(
+            "AC" + "1" * 32, "t", base_url=proxy.url, from_number="+15005550006", max_retries=3, sleep=sleeps.append
+        )
+        with client, pytest.raises(TwilioTransientError, match="no JSON object") as info:
+            client.send_sms(TO, "Hi")
     assert info.value.maybe_sent is True
+    assert info.value.status == 200
+    assert [(r.method, r.target) for r in proxy.requests] == [("POST", MESSAGES.format(sid="AC" + "1" * 32))]
+    assert sleeps == []  # not resent
+
+
+def test_sends_share_one_kept_alive_connection() -> None:
+    sid = "AC" + "1" * 32
+    created = Answer.json(201, {"sid": "SM" + "2" * 32, "status": "queued", "to": TO, "num_segments": "1"})
+    with (
+        CannedServer(default=created) as twilio,
+        TwilioClient(sid, "tok", base_url=twilio.url, from_number="+15005550006") as client,
+    ):
+        assert [client.send_sms(TO, f"Hi {i}").status for i in range(5)] == ["queued"] * 5
+    assert twilio.accepted == 1
+    assert [r.body for r in twilio.requests] == [
+        f"To=%2B14155552671&Body=Hi+{i}&From=%2B15005550006".encode() for i in range(5)
+    ]
+    first = twilio.requests[0].headers
+    assert first["authorization"] == "Basic " + base64.b64encode(f"{sid}:tok".encode()).decode()
+    assert (first["user-agent"], first["accept"]) == ("Storeloop/0.1 (twilio-client)", "application/json")
 
 
 def test_constructor_checks() -> None:

@@ -146,7 +146,7 @@ def test_bad_input_fails_before_any_request(client: WhatsAppClient, fake: FakeWh
     with pytest.raises(WhatsAppInvalidRequest):
         client.send_text(CUSTOMER, "hi", callback_data="x" * 513)
     with pytest.raises(TypeError):
-        client.send_template(CUSTOMER, "order_update", "en_US", ["a", {"type": "body"}])  # type: ignore[list-item]
+        client.send_template(CUSTOMER, "order_update", "en_US", ["a", {"type": "body"}])  # type: ignore[list-item,arg-type]
     assert fake.requests == []
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 
 from storeloop.core.errors import TerminalError, TransientError
+from storeloop.integrations.tests.canned import Answer, CannedServer
 from storeloop.integrations.whatsapp.client import WhatsAppClient
 from storeloop.integrations.whatsapp.errors import (
     WhatsAppAuthError,
@@ -123,59 +123,48 @@ def test_messages_and_details_are_scrubbed_of_phone_numbers() -> None:
     assert scrub("call 447700900123 now") == "call <phone> now"
 
 
-def _client(handler: Any, sleeps: list[float], limiter: RecordingLimiter | None = None) -> WhatsAppClient:
-    return WhatsAppClient(
-        "EAAG-x", "1234567890", transport=httpx.MockTransport(handler), sleep=sleeps.append, limiter=limiter
-    )
+def _client(server: CannedServer, sleeps: list[float], limiter: RecordingLimiter | None = None) -> WhatsAppClient:
+    return WhatsAppClient("EAAG-x", "1234567890", base_url=server.url, sleep=sleeps.append, limiter=limiter)
 
 
 def test_200_without_a_message_id_is_maybe_sent() -> None:
     sleeps: list[float] = []
-    calls: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(request)
-        return httpx.Response(200, json={"messaging_product": "whatsapp", "messages": []})
-
-    with _client(handler, sleeps) as c, pytest.raises(WhatsAppTransientError) as info:
+    empty = Answer.json(200, {"messaging_product": "whatsapp", "messages": []})
+    with (
+        CannedServer(default=empty) as server,
+        _client(server, sleeps) as c,
+        pytest.raises(WhatsAppTransientError) as info,
+    ):
         c.send_template("15551234567", "order_update", "en_US")
     assert info.value.maybe_sent is True
-    assert len(calls) == 1
+    assert [(r.method, r.target) for r in server.requests] == [("POST", "/v21.0/1234567890/messages")]
     assert sleeps == []
 
 
 def test_proxy_502_on_a_send_is_not_resent_but_on_a_read_it_is() -> None:
     sleeps: list[float] = []
-    calls: list[str] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(request.method)
-        return httpx.Response(502, text="<html>Bad Gateway</html>")
-
-    with _client(handler, sleeps) as c:
+    gateway = Answer(502, b"<html>Bad Gateway</html>", (("Content-Type", "text/html"),))
+    with CannedServer(default=gateway) as server, _client(server, sleeps) as c:
         with pytest.raises(WhatsAppTransientError) as info:
             c.send_template("15551234567", "order_update", "en_US")
         assert info.value.maybe_sent is True
-        assert calls == ["POST"]
+        assert [r.method for r in server.requests] == ["POST"]
         with pytest.raises(WhatsAppTransientError) as info:
             c.test_connection()
         assert info.value.maybe_sent is False
-    assert calls == ["POST", "GET", "GET", "GET", "GET"]  # max_retries=3
+    assert [r.method for r in server.requests] == ["POST", "GET", "GET", "GET", "GET"]  # max_retries=3
+    assert len(sleeps) == 3
 
 
 def test_waba_rate_limit_uses_the_business_use_case_hint() -> None:
     sleeps: list[float] = []
     limiter = RecordingLimiter()
-    statuses = [429, 429, 200]
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        if statuses.pop(0) == 429:
-            usage = '{"1":[{"estimated_time_to_regain_access":2}]}'
-            body = graph_error(80007, message="(#80007) Rate limit issues")
-            return httpx.Response(429, json=body, headers={"X-Business-Use-Case-Usage": usage})
-        return httpx.Response(200, json={"id": "1234567890", "display_phone_number": "15550001111"})
-
-    with _client(handler, sleeps, limiter) as c:
+    usage = '{"1":[{"estimated_time_to_regain_access":2}]}'
+    limited = Answer.json(
+        429, graph_error(80007, message="(#80007) Rate limit issues"), (("X-Business-Use-Case-Usage", usage),)
+    )
+    phone = Answer.json(200, {"id": "1234567890", "display_phone_number": "15550001111"})
+    with CannedServer(limited, limited, phone) as server, _client(server, sleeps, limiter) as c:
         # Two minutes is more than max_retry_wait: raised at once for the task engine to reschedule.
         with pytest.raises(WhatsAppRateLimited) as info:
             c.test_connection()
@@ -187,3 +176,22 @@ def test_waba_rate_limit_uses_the_business_use_case_hint() -> None:
     assert limiter.penalties == [120.0, 120.0]
     assert 120.0 <= sleeps[0] <= 121.0
     assert limiter.acquired == 3
+    assert len(server.requests) == 3
+    assert server.requests[0].target == "/v21.0/1234567890?fields=display_phone_number%2Cverified_name%2Cquality_rating"
+
+
+def test_sends_share_one_kept_alive_connection_with_bearer_auth() -> None:
+    sleeps: list[float] = []
+    sent = Answer.json(
+        200, {"contacts": [{"input": "15551234567", "wa_id": "15551234567"}], "messages": [{"id": "wamid.X"}]}
+    )
+    with CannedServer(default=sent) as server, _client(server, sleeps) as c:
+        assert [c.send_text("15551234567", f"Hi {i}").wamid for i in range(3)] == ["wamid.X"] * 3
+    assert server.accepted == 1
+    first = server.requests[0]
+    assert (first.method, first.target) == ("POST", "/v21.0/1234567890/messages")
+    assert (first.headers["authorization"], first.headers["content-type"]) == ("Bearer EAAG-x", "application/json")
+    assert first.body == (
+        b'{"messaging_product":"whatsapp","recipient_type":"individual","to":"15551234567",'
+        b'"type":"text","text":{"preview_url":false,"body":"Hi 0"}}'
+    )

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -175,7 +176,7 @@ def test_runs_standalone_and_prints_its_url() -> None:
         assert proc.stdout is not None
         info = json.loads(proc.stdout.readline())
         headers = {"Authorization": f"Bearer {info['access_token']}"}
-        body = {"messaging_product": "whatsapp", "to": CUSTOMER, "type": "template"}
+        body: dict[str, Any] = {"messaging_product": "whatsapp", "to": CUSTOMER, "type": "template"}
         body["template"] = {"name": "hi", "language": {"code": "en_US"}}
         response = httpx.post(f"{info['url']}/v21.0/{info['phone_number_id']}/messages", json=body, headers=headers)
         assert response.status_code == 200

@@ -263,7 +263,7 @@ def test_window_without_inbound_or_naive_times() -> None:
 def test_template_parameter_count_across_components() -> None:
     assert template_parameter_count(None) == 0
     assert template_parameter_count(body_components(["#727", "Friday"])) == 2
-    components = [
+    components: list[dict[str, Any]] = [
         {"type": "header", "parameters": [{"type": "text", "text": "Hi"}]},
         {"type": "body", "parameters": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
         {"type": "button", "sub_type": "url", "index": "0", "parameters": [{"type": "text", "text": "727"}]},

@@ -1,0 +1,373 @@
+"""``KeepAliveClient``: a lean, thread-safe HTTP/1.1 keep-alive client for the provider send path.
+
+Why not httpx here (ADR 8): the Twilio and WhatsApp send clients make one small request per message,
+thousands per second. httpx's ``Client`` layer costs ~0.55 ms of CPU per request on top of a socket
+exchange that stdlib ``http.client`` does in ~0.1 ms. Everything else keeps using httpx.
+
+Design:
+
+- Connections are ``http.client.HTTPConnection`` / ``HTTPSConnection`` objects, used to connect
+  (TCP, ``TCP_NODELAY``, TLS with host name checking). The request is written with one ``sendall``
+  of bytes built here (request line, a header block prepared once per client, body), and the answer
+  is parsed by ``http.client.HTTPResponse`` (status line, headers, chunked / length / close-delimited
+  bodies). Skipping ``HTTPConnection.request`` saves a second ``send`` per request and re-validating
+  the same headers every time: headers are checked once, here, without echoing their values.
+- A pool is a LIFO stack of idle connections under a lock: a request takes the most recently used one
+  (or opens one) and gives it back only after the whole response was read. A connection whose response
+  was not read completely, or that the server asked to close, is closed, never reused. There is no cap
+  on open connections (one per concurrent caller); ``max_idle_connections`` caps what is kept.
+- No request is ever resent by this client: once a byte may have left, a failure is the caller's to
+  judge ("maybe sent"). The one safe case is handled before sending: an idle connection is dropped
+  when it was idle ``keepalive_expiry`` seconds or more, or when its socket is readable (the server
+  closed it, or sent something unasked), checked with a zero-timeout ``poll`` as httpcore does.
+- Errors are httpx's exception classes, so callers keep their ``except`` clauses and their meaning:
+  ``ConnectError`` / ``ConnectTimeout`` (nothing was sent), ``WriteTimeout`` / ``WriteError`` /
+  ``ReadTimeout`` / ``ReadError`` / ``RemoteProtocolError`` (the request may have arrived). Their
+  texts name the method and origin only: never the path, query string, body or credentials.
+- Timeouts: ``connect`` bounds connecting and the TLS handshake; then the socket gets ``write`` while
+  sending and ``read`` while reading (per socket operation, as in httpx). ``pool`` is unused: a
+  request never waits for a connection.
+- TLS: verified against the system trust store (``ssl.create_default_context()``, which honours
+  ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``), loaded once per client on its first HTTPS connection; or
+  the ``ssl_context`` given. No HTTP/2, no proxies, no redirects, no compression (ADR 8).
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import re
+import select
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import quote, urlencode, urlsplit
+
+import httpx
+
+__all__ = ["Headers", "KeepAliveClient", "Response"]
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token: methods and header names
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # controls (tab allowed): header injection
+_MANAGED = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+_PATH_SAFE = "/?:@!$&'()*+,;=%~"
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_POLL_EVENTS = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
+_FORM = "application/x-www-form-urlencoded"
+
+
+class Headers(Mapping[str, str]):
+    """Response headers: case-insensitive; a repeated header reads as its values joined with ", "."""
+
+    __slots__ = ("_message",)
+
+    def __init__(self, message: http.client.HTTPMessage) -> None:
+        self._message = message
+
+    def __getitem__(self, key: str) -> str:
+        values = self._message.get_all(key)
+        if not values:
+            raise KeyError(key)
+        return values[0] if len(values) == 1 else ", ".join(values)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(name.lower() for name in self._message))
+
+    def __len__(self) -> int:
+        return len({name.lower() for name in self._message})
+
+    def __repr__(self) -> str:
+        return f"Headers({list(self)!r})"  # names only: values may carry ids
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A completely read response. ``repr`` shows the status only (bodies may hold personal data)."""
+
+    status_code: int
+    headers: Mapping[str, str] = field(repr=False)
+    content: bytes = field(repr=False)
+
+
+def _check_header(name: str, value: str) -> bytes:
+    """One ``Name: value\\r\\n`` line; errors name the header, never its value (it may be a secret)."""
+    if not _TOKEN.fullmatch(name):
+        raise ValueError("invalid HTTP header name")
+    if name.lower() in _MANAGED:
+        raise ValueError(f"the {name} header is set by the client")
+    if _BAD_VALUE.search(value):
+        raise ValueError(f"the {name} header value contains control characters")
+    try:
+        return f"{name}: {value}\r\n".encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(f"the {name} header value has characters outside Latin-1") from None
+
+
+def _readable(sock: socket.socket) -> bool:
+    """True when an idle connection has something to read: EOF, a reset, or bytes nobody asked for."""
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    poller = select.poll()
+    poller.register(sock, _POLL_EVENTS)
+    return bool(poller.poll(0))
+
+
+class KeepAliveClient:
+    """HTTP/1.1 requests to one origin over a pool of kept-alive connections; safe to share between threads.
+
+    ``headers`` go on every request (``auth`` adds HTTP Basic); ``timeout`` is an ``httpx.Timeout``
+    or one number for all phases. Use as a context manager or call ``close()``.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: httpx.Timeout | float,
+        max_idle_connections: int = 16,
+        keepalive_expiry: float = 5.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("base_url must be an http:// or https:// URL with a host")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("base_url must not carry credentials; pass auth=")
+        if parts.query or parts.fragment:
+            raise ValueError("base_url must not have a query string or fragment")
+        if max_idle_connections < 0:
+            raise ValueError("max_idle_connections must be >= 0")
+        if keepalive_expiry < 0:
+            raise ValueError("keepalive_expiry must be >= 0")
+        self._https = parts.scheme == "https"
+        # Internationalised names go on the wire (Host, SNI, DNS) in their ASCII form.
+        self._host = parts.hostname if parts.hostname.isascii() else parts.hostname.encode("idna").decode("ascii")
+        default_port = 443 if self._https else 80
+        self._port = parts.port or default_port
+        shown_host = f"[{self._host}]" if ":" in self._host else self._host
+        authority = shown_host if self._port == default_port else f"{shown_host}:{self._port}"
+        self.origin = f"{parts.scheme}://{authority}"
+        self._prefix = parts.path.rstrip("/")
+        limits = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self._connect_timeout = limits.connect
+        self._write_timeout = limits.write
+        self._read_timeout = limits.read
+        self._max_idle = max_idle_connections
+        self._expiry = keepalive_expiry
+        self._ssl_context = ssl_context
+        self._tls_lock = threading.Lock()
+
+        # Header names (lower-cased) → line; the block is joined once for requests without extra headers.
+        # Without Accept-Encoding any coding is acceptable (RFC 9110); we decode none, so say so.
+        lines = {"host": f"Host: {authority}\r\n".encode("ascii"), "accept-encoding": b"Accept-Encoding: identity\r\n"}
+        for name, value in (headers or {}).items():
+            lines[name.lower()] = _check_header(name, value)
+        if auth is not None:
+            user, password = auth
+            token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+            lines["authorization"] = _check_header("Authorization", f"Basic {token}")
+        self._header_lines = lines
+        self._header_block = b"".join(lines.values())
+        self._form_block = self._header_block if "content-type" in lines else self._header_block + _content_type(_FORM)
+
+        self._lock = threading.Lock()
+        self._idle: list[tuple[http.client.HTTPConnection, float]] = []  # LIFO: (connection, idle since)
+        self._closed = False
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Close the idle connections; connections in use are closed when their request ends."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for connection, _ in idle:
+            connection.close()
+
+    def __enter__(self) -> KeepAliveClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:  # never shows headers (credentials)
+        return f"KeepAliveClient({self.origin!r})"
+
+    # --- requests ----------------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        data: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        """Send one request and read its whole response. ``path`` starts with "/" (after the base URL's path).
+
+        ``params`` become the query string, ``data`` a form-encoded body, ``content`` a raw body.
+        Raises httpx's transport exceptions (module doc); an HTTP error status is a normal ``Response``.
+        """
+        message = self._message(method, path, params, data, content, headers)
+        connection = self._acquire()
+        sock = connection.sock
+        assert sock is not None
+        response: http.client.HTTPResponse | None = None
+        try:
+            try:
+                if sock.gettimeout() != self._write_timeout:
+                    sock.settimeout(self._write_timeout)
+                sock.sendall(message)
+            except TimeoutError as exc:
+                raise httpx.WriteTimeout(self._say("timed out sending", method)) from exc
+            except OSError as exc:
+                raise httpx.WriteError(self._say(f"failed sending ({_reason(exc)})", method)) from exc
+            try:
+                if self._read_timeout != self._write_timeout:
+                    sock.settimeout(self._read_timeout)
+                response = http.client.HTTPResponse(sock, method=method)
+                response.begin()
+                body = response.read()
+            except TimeoutError as exc:
+                raise httpx.ReadTimeout(self._say("timed out reading the response", method)) from exc
+            except http.client.RemoteDisconnected:
+                # The connection ended before a status line: the request may or may not have been acted on.
+                raise httpx.RemoteProtocolError(
+                    self._say("server disconnected without sending a response", method)
+                ) from None
+            except http.client.HTTPException as exc:  # malformed or cut-short answer; its text may quote it
+                raise httpx.RemoteProtocolError(self._say(f"bad response ({type(exc).__name__})", method)) from None
+            except OSError as exc:
+                raise httpx.ReadError(self._say(f"failed reading the response ({_reason(exc)})", method)) from exc
+        except BaseException:
+            if response is not None:
+                response.close()
+            connection.close()
+            raise
+        if response.will_close:
+            connection.close()
+        else:
+            self._release(connection)
+        return Response(response.status, Headers(response.msg), body)
+
+    # --- plumbing ----------------------------------------------------------------------------------
+
+    def _message(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        data: Mapping[str, str] | None,
+        content: bytes | None,
+        headers: Mapping[str, str] | None,
+    ) -> bytes:
+        if not _TOKEN.fullmatch(method):
+            raise ValueError("invalid HTTP method")
+        if not path.startswith("/"):
+            raise ValueError("path must start with '/'")
+        if data is not None and content is not None:
+            raise ValueError("pass either data (a form) or content (bytes), not both")
+        target = self._prefix + quote(path, safe=_PATH_SAFE)
+        if params:
+            target += ("&" if "?" in target else "?") + urlencode(params)
+        if data is not None:
+            body = urlencode(data).encode("ascii")
+            block = self._form_block
+        else:
+            body = content if content is not None else b""
+            block = self._header_block
+        if headers:
+            lines = dict(self._header_lines)
+            if data is not None and "content-type" not in lines:
+                lines["content-type"] = _content_type(_FORM)
+            for name, value in headers.items():
+                lines[name.lower()] = _check_header(name, value)
+            block = b"".join(lines.values())
+        if body or content is not None or method in _BODY_METHODS:
+            block += b"Content-Length: %d\r\n" % len(body)
+        return b"".join((f"{method} {target} HTTP/1.1\r\n".encode("ascii"), block, b"\r\n", body))
+
+    def _acquire(self) -> http.client.HTTPConnection:
+        while True:
+            with self._lock:
+                if self._closed:
+                    raise RuntimeError("the HTTP client is closed")
+                if not self._idle:
+                    break
+                connection, idle_since = self._idle.pop()
+            # Outside the lock: a stale connection is the one case where not sending is certain.
+            sock = connection.sock
+            if sock is not None and time.monotonic() - idle_since < self._expiry and not _readable(sock):
+                return connection
+            connection.close()
+        return self._open()
+
+    def _release(self, connection: http.client.HTTPConnection) -> None:
+        now = time.monotonic()
+        expired: list[http.client.HTTPConnection] = []
+        with self._lock:
+            if not self._closed and len(self._idle) < self._max_idle:
+                self._idle.append((connection, now))
+                kept: http.client.HTTPConnection | None = None
+            else:
+                kept = connection
+            # The bottom of the stack idles longest; prune it so a burst's extra sockets do not linger.
+            while self._idle and now - self._idle[0][1] >= self._expiry:
+                expired.append(self._idle.pop(0)[0])
+        if kept is not None:
+            expired.append(kept)
+        for stale in expired:
+            stale.close()
+
+    def _open(self) -> http.client.HTTPConnection:
+        connection: http.client.HTTPConnection
+        if self._https:
+            connection = http.client.HTTPSConnection(
+                self._host, self._port, timeout=self._connect_timeout, context=self._tls()
+            )
+        else:
+            connection = http.client.HTTPConnection(self._host, self._port, timeout=self._connect_timeout)
+        try:
+            connection.connect()
+        except TimeoutError as exc:
+            connection.close()
+            raise httpx.ConnectTimeout(f"timed out connecting to {self.origin}") from exc
+        except OSError as exc:  # refused, unreachable, DNS, TLS handshake or certificate
+            connection.close()
+            raise httpx.ConnectError(f"cannot connect to {self.origin} ({_reason(exc)})") from exc
+        return connection
+
+    def _tls(self) -> ssl.SSLContext:
+        with self._tls_lock:
+            if self._ssl_context is None:
+                context = ssl.create_default_context()
+                context.set_alpn_protocols(["http/1.1"])
+                self._ssl_context = context
+            return self._ssl_context
+
+    def _say(self, what: str, method: str) -> str:
+        return f"{method} {self.origin}: {what}"
+
+
+def _content_type(value: str) -> bytes:
+    return f"Content-Type: {value}\r\n".encode("latin-1")
+
+
+def _reason(exc: OSError) -> str:
+    # The OS's or OpenSSL's words (e.g. "Connection refused", "certificate verify failed"), never ours.
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return str(exc.reason or type(exc).__name__)
+    return exc.strerror or type(exc).__name__

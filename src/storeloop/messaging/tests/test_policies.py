@@ -1,0 +1,47 @@
+"""Quiet hours: the shortcut that skips working out a number's zone gives the exact answer."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import phonenumbers
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from storeloop.messaging.policies import quiet_until, recipient_quiet_until, zone_for
+
+CALLING_CODES = sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
+REGIONS = sorted(phonenumbers.SUPPORTED_REGIONS)
+EXAMPLES = sorted(
+    phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    for region in REGIONS
+    for kind in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE)
+    if (number := phonenumbers.example_number_for_type(region, kind)) is not None
+)
+
+moments = st.datetimes(
+    min_value=dt.datetime(2026, 1, 1), max_value=dt.datetime(2027, 12, 31), timezones=st.just(dt.UTC)
+)
+# Real numbers of every region (geographic and mobile), numbers made up under every calling code
+# (valid, invalid, too short, too long), and strings that are not E.164 at all.
+made_up = st.builds(
+    lambda code, rest: f"+{code}{rest}", st.sampled_from(CALLING_CODES), st.from_regex(r"\d{1,12}", fullmatch=True)
+)
+phones = st.one_of(
+    st.sampled_from(EXAMPLES), made_up, st.sampled_from(["", "+", "0301234567", "+49 30 123456", "+999123"])
+)
+countries = st.one_of(st.just(""), st.sampled_from(REGIONS), st.just("XX"))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(now=moments, phone=phones, country=countries)
+def test_the_shortcut_answers_exactly_like_the_recipients_zone(now: dt.datetime, phone: str, country: str) -> None:
+    assert recipient_quiet_until(now, phone, country) == quiet_until(now, zone_for(phone, country))
+
+
+def test_quiet_time_is_found_in_the_recipients_own_zone() -> None:
+    evening = dt.datetime(2026, 6, 1, 20, 30, tzinfo=dt.UTC)  # 22:30 in Berlin, 16:30 in New York
+    berlin_morning = dt.datetime(2026, 6, 2, 6, 0, tzinfo=dt.UTC)  # 08:00 CEST
+    assert recipient_quiet_until(evening, "+4915112345678", "") == berlin_morning
+    assert recipient_quiet_until(evening, "+12125550123", "") is None
+    assert recipient_quiet_until(evening, "", "DE") == berlin_morning  # no phone: the country's zone
