@@ -93,11 +93,10 @@ class PacedRateLimiter:
     reserves ``prefetch_seconds`` worth of slots in one short transaction (at least one) and hands
     them to its threads in order; each thread sleeps until its slot. Slots of different processes
     never coincide, so the rate holds across processes as long as their clocks agree (one machine,
-    or NTP). A slot a thread reaches late by more than one reservation's span (``prefetch``
-    intervals, at most ``prefetch_seconds``) is dropped, never spent, so an idle process cannot
-    bunch stale slots into someone else's: in any window each process sends at most one
-    reservation more than the rate allows. Within that span a late slot is still spent — a process
-    sending slower than the rate would otherwise drop most of its slots and go back to the database
+    or NTP). A slot a thread reaches late by more than one reservation's span or 0.1 s, whichever
+    is longer, is dropped, never spent, so an idle process cannot bunch stale slots into someone
+    else's: in any window of W seconds a store sends at most ``per_second * (W + that tolerance)``.
+    Within the tolerance a late slot is still spent — a process sending slower than the rate would otherwise drop most of its slots and go back to the database
     for nearly every send. ``penalize`` (a provider's 429) moves the schedule past the wait for
     everyone.
 
@@ -106,6 +105,7 @@ class PacedRateLimiter:
     """
 
     MAX_PREFETCH = 100
+    LATE_TOLERANCE = 0.1
 
     def __init__(
         self,
@@ -122,7 +122,9 @@ class PacedRateLimiter:
         self.per_second = per_second
         self.interval = 1.0 / per_second
         self.prefetch = max(1, min(self.MAX_PREFETCH, math.floor(per_second * prefetch_seconds)))
-        self.tolerance = self.prefetch * self.interval  # how late a slot may still be spent
+        # How late a slot may still be spent: a reservation's span, and at least 0.1 s, so a process
+        # sending well below a high rate still spends most of what it reserved.
+        self.tolerance = max(self.prefetch * self.interval, self.LATE_TOLERANCE)
         self._clock = clock
         self._sleep = sleep
         self._slots: deque[float] = deque()

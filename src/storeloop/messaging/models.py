@@ -107,7 +107,9 @@ class Message(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["store", "dedupe_key"], name="message_once")]
         indexes = [
-            models.Index(fields=["status", "priority", "not_before"], name="msg_due_idx"),
+            # The claim's order (transactional first, then oldest due): read in index order, so a
+            # claim stops after its batch instead of sorting the whole queue (100 ms at 100,000).
+            models.Index(fields=["status", "-priority", "not_before", "id"], name="msg_claim_idx"),
             models.Index(fields=["contact", "channel", "purpose", "sent_at"], name="msg_cap_idx"),
             # Status webhooks name a message by our key (Twilio's sl_key, WhatsApp's callback data,
             # the Message-ID of an e-mail) before, or instead of, the provider's id.
