@@ -96,8 +96,9 @@ class PacedRateLimiter:
     or NTP). A slot a thread reaches late by more than one reservation's span or 0.1 s, whichever
     is longer, is dropped, never spent, so an idle process cannot bunch stale slots into someone
     else's: in any window of W seconds a store sends at most ``per_second * (W + that tolerance)``.
-    Within the tolerance a late slot is still spent — a process sending slower than the rate would otherwise drop most of its slots and go back to the database
-    for nearly every send. ``penalize`` (a provider's 429) moves the schedule past the wait for
+    Within the tolerance a late slot is still spent: a process sending slower than the rate would
+    otherwise drop most of its slots and go back to the database for nearly every send.
+    ``penalize`` (a provider's 429) moves the schedule past the wait for
     everyone.
 
     ``acquire`` never raises: it waits as long as the schedule says, which is what a caller that
