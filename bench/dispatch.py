@@ -7,7 +7,8 @@ Per run, in a fresh data dir:
    marketing consent (e-mail for one half, SMS for the other, phone numbers in a time zone where
    it is daytime now, so SMS quiet hours do not delay them) and the two connections are seeded;
 2. **provider capacity** (the same-run baseline): bare clients — ``smtplib`` on reused
-   connections and ``httpx`` posting to the Messages API, with the dispatcher's concurrency —
+   connections and the keep-alive HTTP client (``integrations.keepalive``, what the Twilio client
+   uses) posting to the Messages API, with the dispatcher's concurrency —
    blast both fakes at once from separate processes; messages/s accepted by the fakes;
 3. **end to end**: ``storeloop worker`` processes and ``storeloop scheduler`` run; the timer starts
    when ``MessagingManager.send_bulk_message`` queues the two campaigns and stops when every
@@ -136,23 +137,28 @@ def _blast_smtp(host: str, port: int, count: int, threads: int, conn: Connection
 def _blast_twilio(info: dict[str, Any], count: int, threads: int, conn: Connection) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    import httpx
+    from storeloop.integrations.keepalive import KeepAliveClient
 
-    url = f"{info['url']}/2010-04-01/Accounts/{info['account_sid']}/Messages.json"
+    # The same lean keep-alive client the dispatcher's Twilio client uses (ADR 8), without the
+    # validation, limiter and result parsing around it.
+    path = f"/2010-04-01/Accounts/{info['account_sid']}/Messages.json"
+    client = KeepAliveClient(info["url"], auth=(info["account_sid"], info["auth_token"]), timeout=30)
 
     def run(worker: int) -> int:
         sent = 0
-        with httpx.Client(auth=(info["account_sid"], info["auth_token"]), timeout=30) as client:
-            for n in range(worker, count, threads):
-                form = {"To": f"+4915199{n:06d}", "From": info["from_number"], "Body": "Ann: 20% off this week"}
-                client.post(url, data=form).raise_for_status()
-                sent += 1
+        for n in range(worker, count, threads):
+            form = {"To": f"+4915199{n:06d}", "From": info["from_number"], "Body": "Ann: 20% off this week"}
+            response = client.request("POST", path, data=form)
+            if response.status_code != 201:
+                raise RuntimeError(f"the fake Twilio answered {response.status_code}")
+            sent += 1
         return sent
 
     started = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
         sent = sum(pool.map(run, range(threads)))
     conn.send((sent, time.perf_counter() - started))
+    client.close()
 
 
 def provider_capacity(smtp: Fake, twilio: Fake, count: int) -> float:
