@@ -242,7 +242,7 @@ class MessagingConsentManager:
         the address is still the one the link was sent to, and that there is something to confirm."""
         data = self._unsign(token, CONFIRM_SALT, CONFIRM_LINK_AGE)
         channel, purpose = str(data.get("ch", "")), str(data.get("p", ""))
-        if channel not in Channel.values or purpose not in Purpose.values or not isinstance(data.get("a"), str):
+        if channel not in _CHANNELS or purpose not in _PURPOSES or not isinstance(data.get("a"), str):
             raise ValidationError("this link is not valid", code="link_invalid")
         contact = Contact.objects.filter(pk=int(data.get("c") or 0)).first()
         if contact is None:
@@ -399,7 +399,7 @@ class MessagingConsentManager:
     def unsuppress(self, store_id: int, channel: str, address: str, reason: str, actor: str) -> SuppressionRemoval:
         """Take an address off the store's suppression list and record who did it and why
         (``SuppressionRemoval``, append-only). Raises ``NotFound`` when it is not on the list."""
-        if channel not in Channel.values:
+        if channel not in _CHANNELS:
             raise ValidationError(f"unknown channel {channel!r}", code="invalid_channel")
         normalized = (normalize_email(address) if channel == Channel.EMAIL else normalize_phone(address)) or ""
         with transaction.atomic():
