@@ -33,6 +33,7 @@ from storeloop.consent.models import (
 )
 from storeloop.contacts.models import Contact
 from storeloop.contacts.normalize import normalize_email, normalize_phone
+from storeloop.core.bulk import ids_in
 from storeloop.core.errors import NotFound, ValidationError
 
 if TYPE_CHECKING:
@@ -180,12 +181,14 @@ class MessagingConsentManager:
         ids = {c.pk for c in live}
         states = {
             (contact_id, ch, p): status
-            for contact_id, ch, p, status in ConsentState.objects.filter(contact_id__in=ids).values_list(
-                "contact_id", "channel", "purpose", "status"
-            )
+            for contact_id, ch, p, status in ConsentState.objects.filter(
+                ids_in(ConsentState, "contact", ids)
+            ).values_list("contact_id", "channel", "purpose", "status")
         }
         paused = set(
-            Preference.objects.filter(contact_id__in=ids, paused_until__gt=at).values_list("contact_id", flat=True)
+            Preference.objects.filter(ids_in(Preference, "contact", ids), paused_until__gt=at).values_list(
+                "contact_id", flat=True
+            )
         )
         decisions = []
         for contact, (_, channel, purpose), address in zip(live, requests, addresses, strict=True):

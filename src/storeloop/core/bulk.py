@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, models
+from django.db.models.expressions import RawSQL
 
 Converter = Callable[[Any], Any]
 _ZERO = dt.timedelta(0)
@@ -106,3 +107,17 @@ def insert_row(model: type[models.Model], field_names: Sequence[str], row: Seque
     with connection.cursor() as cursor:
         cursor.execute(statement.sql, statement.prepare(row))
         return cursor.fetchone()[0]
+
+
+def ids_in(model: type[models.Model], field_name: str, ids: Iterable[int]) -> RawSQL:
+    """``WHERE <table>.<column> IN (1, 2, …)`` for the id lists of hot batch paths, to pass to
+    ``filter()``. Django prepares and binds every value of an ``__in`` through the field (~3 µs
+    each, and hundreds per query); integers written as literals skip that. ``int()`` on each id
+    keeps the SQL safe whatever the caller passes."""
+    literals = ", ".join(str(int(pk)) for pk in ids)
+    if not literals:
+        return RawSQL("1 = 0", (), output_field=models.BooleanField())
+    meta = model._meta
+    column = connection.ops.quote_name(str(meta.get_field(field_name).column))  # type: ignore[union-attr]
+    table = connection.ops.quote_name(meta.db_table)
+    return RawSQL(f"{table}.{column} IN ({literals})", (), output_field=models.BooleanField())  # noqa: S611 (int() literals, quoted names)

@@ -20,20 +20,24 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db import connection as db_connection
 from django.db import connections as db_connections
 from django.db.models import Max, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from storeloop.consent.models import Channel, Preference, Purpose
 from storeloop.consent.services import MessagingConsentManager, address_for, live_contact
 from storeloop.contacts.models import Contact
+from storeloop.core.bulk import ids_in
 from storeloop.core.errors import ApplicationError, ValidationError
 from storeloop.messaging.channels.base import ChannelInterface, Envelope, Outcome, SendResult
 from storeloop.messaging.channels.factory import send_rate
@@ -128,10 +132,50 @@ class MessageDispatcher:
             if channel:
                 due = due.filter(channel=channel)
             ids = list(due.order_by("-priority", "not_before", "id").values_list("pk", flat=True)[:size])
-            Message.objects.filter(pk__in=ids).update(claimed_until=now + CLAIM)
+            Message.objects.filter(ids_in(Message, "id", ids)).update(claimed_until=now + CLAIM)
         return ids
 
+    def drain(self, *, budget_seconds: float, batch_size: int = 500) -> tuple[Counter[str], bool]:
+        """Claim and send batch after batch until nothing is due or ``budget_seconds`` are spent;
+        returns the counts and whether it stopped on the budget (more may be due).
+
+        Pipelined: while one batch is with the providers, the next is claimed, checked, rendered and
+        marked ``sending``; its results are written once the following batch is on its way. So the
+        database work and the provider round trips overlap instead of taking turns. At most one
+        batch is in flight, and a batch's attempt is always on record before its provider calls.
+        """
+        deadline = time.monotonic() + budget_seconds
+        total: Counter[str] = Counter()
+        in_flight: _InFlight | None = None
+        out_of_time = False
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dispatch-send") as sender:
+            while True:
+                out_of_time = out_of_time or time.monotonic() > deadline
+                upcoming: _InFlight | None = None
+                try:
+                    ids = [] if out_of_time else self._claim(batch_size, None)
+                    if ids:
+                        prepared = self._prepare(ids)
+                        upcoming = (prepared, sender.submit(self._send, prepared.ready) if prepared.ready else None)
+                finally:  # even when preparing failed: the batch in flight was sent, record its outcomes
+                    if in_flight is not None:
+                        prepared_before, sending = in_flight
+                        if sending is not None:
+                            self._write_results(prepared_before.ready, sending.result(), prepared_before.counts)
+                        total += prepared_before.counts
+                in_flight = upcoming
+                if in_flight is None:
+                    return total, out_of_time
+
     def _process(self, ids: list[int]) -> Counter[str]:
+        prepared = self._prepare(ids)
+        if prepared.ready:
+            self._write_results(prepared.ready, self._send(prepared.ready), prepared.counts)
+        return prepared.counts
+
+    def _prepare(self, ids: list[int]) -> _Prepared:
+        """Everything before the provider calls: the gate, caps, quiet hours and rendering, the
+        decisions written, and the attempt of what will be sent on record (status ``sending``)."""
         now = timezone.now()
         messages = self._within_send_window(_load_batch(ids))
         counts: Counter[str] = Counter()
@@ -140,7 +184,7 @@ class MessageDispatcher:
         closed: dict[int, tuple[str, str]] = {}  # id -> (status, reason)
         last_sent = self._last_marketing_sends(messages)
         preferences = dict(
-            Preference.objects.filter(contact_id__in={m.contact_id for m in messages}).values_list(
+            Preference.objects.filter(ids_in(Preference, "contact", {m.contact_id for m in messages})).values_list(
                 "contact_id", "frequency"
             )
         )
@@ -196,22 +240,49 @@ class MessageDispatcher:
             )))  # fmt: skip
         self._write_decisions(closed, delayed, counts)
         if ready:
-            # The attempt is on record before any provider call: a crash from here on can never
-            # lead to a second send (see the module docstring).
-            with transaction.atomic():
-                # Only rows still queued: a campaign paused or cancelled since the claim took its
-                # messages to held/cancelled, and those must not be sent.
-                still_queued = set(
-                    Message.objects.select_for_update()
-                    .filter(pk__in=[m.pk for m, _ in ready], status=Status.QUEUED)
-                    .values_list("pk", flat=True)
-                )
-                Message.objects.filter(pk__in=still_queued).update(status=Status.SENDING, attempted_at=now)
-            ready = [(m, e) for m, e in ready if m.pk in still_queued]
-        if ready:
-            results = self._send(ready)
-            self._write_results(ready, results, counts)
-        return counts
+            ready = self._mark_sending(ready, last_sent, preferences, now, counts)
+        return _Prepared(ready, counts)
+
+    def _mark_sending(
+        self,
+        ready: list[tuple[Message, Envelope]],
+        last_sent: dict[tuple[int, str], dt.datetime],
+        preferences: dict[int, str],
+        now: dt.datetime,
+        counts: Counter[str],
+    ) -> list[tuple[Message, Envelope]]:
+        """Put the attempt on record before any provider call: a crash from here on can never lead
+        to a second send (see the module docstring). Returns what may be sent."""
+        marketing = [m for m, _ in ready if m.purpose == Purpose.MARKETING]
+        with transaction.atomic():
+            if marketing and db_connection.features.has_select_for_update:
+                # Serialise workers on these contacts (SQLite's immediate transactions already do):
+                # the cap re-check below must see every other worker's committed attempt.
+                list(Contact.objects.select_for_update().filter(pk__in={m.contact_id for m in marketing})
+                     .order_by("pk").values_list("pk", flat=True))  # fmt: skip
+            # Only rows still queued: a campaign paused or cancelled since the claim took its
+            # messages to held/cancelled, and those must not be sent.
+            still_queued = set(
+                Message.objects.select_for_update()
+                .filter(ids_in(Message, "id", [m.pk for m, _ in ready]), status=Status.QUEUED)
+                .values_list("pk", flat=True)
+            )
+            # Caps again, now that other workers' (and this worker's in-flight) attempts since the
+            # batch was checked are visible: a contact never gets two marketing messages at once.
+            capped: dict[dt.datetime, list[int]] = defaultdict(list)
+            fresh = self._last_marketing_sends([m for m in marketing if m.pk in still_queued])
+            for message in marketing:
+                key = (message.contact_id, message.channel)
+                if message.pk in still_queued and fresh.get(key) != last_sent.get(key):
+                    until = next_allowed_by_cap(fresh.get(key), message.channel, preferences.get(message.contact_id))
+                    if until is not None and until > now:
+                        capped[until].append(message.pk)
+                        still_queued.discard(message.pk)
+            for until, pks in capped.items():
+                Message.objects.filter(pk__in=pks).update(not_before=until, reason="frequency_cap", claimed_until=None)
+                counts["delayed"] += len(pks)
+            Message.objects.filter(ids_in(Message, "id", still_queued)).update(status=Status.SENDING, attempted_at=now)
+        return [(m, e) for m, e in ready if m.pk in still_queued]
 
     @staticmethod
     def _within_send_window(messages: list[Message]) -> list[Message]:
@@ -246,15 +317,19 @@ class MessageDispatcher:
                 for address, at in last_inbound_times(store_id, wanted).items()}  # fmt: skip
 
     def _last_marketing_sends(self, messages: list[Message]) -> dict[tuple[int, str], dt.datetime]:
+        """``(contact, channel) -> last marketing send``, counting attempts still ``sending`` and
+        those whose outcome is ``unknown``: they may well have reached the customer."""
         marketing = [m for m in messages if m.purpose == Purpose.MARKETING]
         if not marketing:
             return {}
         rows = (
             Message.objects.filter(
-                contact_id__in={m.contact_id for m in marketing}, purpose=Purpose.MARKETING, sent_at__isnull=False
+                Q(sent_at__isnull=False) | Q(status__in=(Status.SENDING, Status.UNKNOWN), attempted_at__isnull=False),
+                ids_in(Message, "contact", {m.contact_id for m in marketing}),
+                purpose=Purpose.MARKETING,
             )
             .values("contact_id", "channel")
-            .annotate(last=Max("sent_at"))
+            .annotate(last=Max(Coalesce("sent_at", "attempted_at")))
         )
         return {(r["contact_id"], r["channel"]): r["last"] for r in rows}
 
@@ -365,13 +440,15 @@ class MessageDispatcher:
 _BATCH_FIELDS = (
     "id", "store_id", "contact", "channel", "purpose", "template_id", "context", "idempotency_key", "campaign_id",
     "priority", "status", "attempts", "created_at",
+    *(f"contact__{name}" for name in ("store_id", "email", "phone", "first_name", "last_name", "country",
+                                       "merged_into_id")),
 )  # fmt: skip
 
 
 def _load_batch(ids: list[int]) -> list[Message]:
     """The claimed messages with their contacts (one query), and each store and template version
     once per batch rather than joined per row (a store's secrets are decrypted on load)."""
-    messages = list(Message.objects.filter(pk__in=ids).select_related("contact").only(*_BATCH_FIELDS))
+    messages = list(Message.objects.filter(ids_in(Message, "id", ids)).select_related("contact").only(*_BATCH_FIELDS))
     stores = Store.objects.in_bulk({m.store_id for m in messages})
     versions = TemplateVersion.objects.select_related("template").in_bulk(
         {m.template_id for m in messages if m.template_id is not None}
@@ -381,6 +458,17 @@ def _load_batch(ids: list[int]) -> list[Message]:
         if message.template_id is not None:
             message.template = versions[message.template_id]
     return messages
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A batch ready for the providers: what to send (already ``sending``) and the counts so far."""
+
+    ready: list[tuple[Message, Envelope]]
+    counts: Counter[str]
+
+
+_InFlight = tuple[_Prepared, "Future[dict[int, SendResult]] | None"]
 
 
 def _write_sent(sent: list[tuple[Message, SendResult]], now: dt.datetime) -> None:

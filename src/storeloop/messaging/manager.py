@@ -14,7 +14,6 @@ every message at send time, whatever was true when it was queued.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -198,16 +197,9 @@ class MessagingManager:
         continuation is queued); completes campaigns that have nothing left to send."""
         from storeloop.messaging.tasks import request_dispatch
 
-        deadline = time.monotonic() + budget_seconds
-        total: Counter[str] = Counter()
-        while True:
-            counts = self.dispatcher.process_queue(batch_size=batch_size)
-            if not counts:
-                break
-            total += counts
-            if time.monotonic() > deadline:
-                with transaction.atomic():
-                    request_dispatch()
-                break
+        total, more = self.dispatcher.drain(budget_seconds=budget_seconds, batch_size=batch_size)
+        if more:
+            with transaction.atomic():
+                request_dispatch()
         services.complete_finished_campaigns()
         return total

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator
@@ -372,3 +373,77 @@ def test_https_refuses_a_certificate_the_system_store_does_not_trust(certificate
         with pytest.raises(httpx.ConnectError, match="certificate verify failed"):
             client.request("POST", "/send", content=b"never sent")
         assert server.requests == []
+
+
+# --- the header block, parsed here rather than by the email package ----------------------------------
+
+
+def _raw_server(answer: bytes) -> tuple[str, threading.Thread, list[int]]:
+    """A one-shot server: reads one request, writes ``answer`` byte for byte, then counts whether the
+    client sent a second request on the same connection (it should not when told to close)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    more: list[int] = []
+
+    def serve() -> None:
+        with listener, listener.accept()[0] as conn:
+            conn.settimeout(5)
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(65536)
+            conn.sendall(answer)
+            with contextlib.suppress(OSError):
+                more.append(len(conn.recv(65536)))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}", thread, more
+
+
+def test_interim_100_folded_lines_junk_lines_and_connection_close() -> None:
+    answer = (
+        b"HTTP/1.1 100 Continue\r\nX-Interim: yes\r\n\r\n"
+        b"HTTP/1.1 201 Created\r\n"
+        b"Content-Type: application/json\r\n"
+        b"X-Folded: first\r\n \t second  \r\n"
+        b"this line has no colon\r\n"
+        b"X-Twice: a\r\nx-twice:b\r\n"
+        b"X-Empty:\r\n"
+        b"Connection: close\r\n"
+        b"Content-Length: 2\r\n\r\n{}"
+    )
+    url, thread, more = _raw_server(answer)
+    with KeepAliveClient(url, timeout=TIMEOUT) as client:
+        response = client.request("GET", "/")
+    thread.join(5)
+    assert (response.status_code, response.content) == (201, b"{}")
+    assert dict(response.headers.items()) == {
+        "content-type": "application/json",
+        "x-folded": "first second",
+        "x-twice": "a, b",
+        "x-empty": "",
+        "connection": "close",
+        "content-length": "2",
+    }
+    assert more == [0]  # the client closed the connection the server asked to close
+
+
+@pytest.mark.parametrize(
+    ("block", "error"),
+    [
+        (b"".join(b"X-H%d: v\r\n" % n for n in range(99)), "HTTPException"),  # + Content-Length: 100
+        (b"X-Long: " + b"v" * 65536 + b"\r\n", "LineTooLong"),
+    ],
+)
+def test_oversized_header_blocks_are_protocol_errors(block: bytes, error: str) -> None:
+    url, thread, _ = _raw_server(b"HTTP/1.1 200 OK\r\n" + block + b"Content-Length: 0\r\n\r\n")
+    with KeepAliveClient(url, timeout=TIMEOUT) as client, pytest.raises(httpx.RemoteProtocolError, match=error):
+        client.request("GET", "/")
+    thread.join(5)
+
+
+def test_http_1_0_answer_without_keep_alive_closes_the_connection() -> None:
+    url, thread, more = _raw_server(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    with KeepAliveClient(url, timeout=TIMEOUT) as client:
+        assert client.request("GET", "/").content == b"ok"
+    thread.join(5)
+    assert more == [0]

@@ -12,7 +12,7 @@ import time_machine
 from storeloop.consent.services import MessagingConsentManager
 from storeloop.contacts.models import Contact
 from storeloop.messaging.channels.base import Envelope, Outcome, SendResult
-from storeloop.messaging.dispatcher import MessageDispatcher, reap_stuck_sends
+from storeloop.messaging.dispatcher import MessageDispatcher, default_context, reap_stuck_sends
 from storeloop.messaging.models import Message
 from storeloop.messaging.templates import TemplateRepository
 
@@ -353,3 +353,77 @@ def test_quiet_hours_follow_each_recipients_own_zone(
     waiting = Message.objects.get(status="queued")
     assert (waiting.contact_id, waiting.reason) == (berlin.pk, "quiet_hours")
     assert waiting.not_before == dt.datetime(2026, 6, 2, 6, 0, tzinfo=dt.UTC)  # 08:00 in Berlin
+
+
+# --- the pipelined drain and caps across batches and workers -----------------------------------------
+
+
+@time_machine.travel(NOON, tick=False)
+def test_drain_counts_a_send_still_in_flight_against_the_cap(
+    dispatcher: MessageDispatcher, channels: dict[str, RecordingChannel], store: Any, contact: Contact
+) -> None:
+    # One message per batch: the second batch is checked while the first is still with the provider.
+    grant(contact)
+    version = template(store)
+    first = queue(dispatcher, store, contact, "marketing", "m1", version=version)
+    second = queue(dispatcher, store, contact, "marketing", "m2", version=version)
+    assert dispatcher.drain(budget_seconds=60, batch_size=1) == (Counter({"sent": 1, "delayed": 1}), False)
+    assert [e.message_id for e in channels["email"].sent] == [first.pk]
+    second.refresh_from_db()
+    assert (second.status, second.reason) == ("queued", "frequency_cap")
+    assert second.not_before == NOON + dt.timedelta(hours=16)
+
+
+@time_machine.travel(NOON, tick=False)
+def test_the_cap_is_checked_again_when_the_attempt_is_recorded(
+    channels: dict[str, RecordingChannel], store: Any, contact: Contact
+) -> None:
+    """Another worker attempts a message to the same contact after this batch passed the cap check
+    and before it recorded its attempt: this batch's message waits for the cap instead."""
+    grant(contact)
+    version = template(store)
+    plain = MessageDispatcher(lambda store, channel: channels[channel])
+    mine = queue(plain, store, contact, "marketing", "m1", version=version)
+    theirs = queue(plain, store, contact, "marketing", "m2", version=version)
+
+    def context_then_other_worker(message: Message) -> dict[str, Any]:
+        Message.objects.filter(pk=theirs.pk).update(status="sending", attempted_at=NOON)
+        return default_context(message)
+
+    racing = MessageDispatcher(lambda store, channel: channels[channel], context_builder=context_then_other_worker)
+    assert racing.process_queue(batch_size=1) == Counter({"delayed": 1})
+    assert channels["email"].sent == []
+    mine.refresh_from_db()
+    assert (mine.status, mine.reason, mine.not_before, mine.attempted_at) == (
+        "queued", "frequency_cap", NOON + dt.timedelta(hours=16), None,
+    )  # fmt: skip
+
+
+@time_machine.travel(NOON, tick=False)
+def test_drain_records_the_batch_in_flight_even_when_the_next_one_fails(
+    channels: dict[str, RecordingChannel], store: Any, contact: Contact
+) -> None:
+    version = template(store)
+    sent = queue(MessageDispatcher(lambda s, c: channels[c]), store, contact, "transactional", "t1", version=version)
+    failing = queue(MessageDispatcher(lambda s, c: channels[c]), store, contact, "transactional", "t2", version=version)
+
+    def context(message: Message) -> dict[str, Any]:
+        if message.pk == failing.pk:
+            raise RuntimeError("context source is down")
+        return default_context(message)
+
+    dispatcher = MessageDispatcher(lambda store, channel: channels[channel], context_builder=context)
+    with pytest.raises(RuntimeError, match="context source is down"):
+        dispatcher.drain(budget_seconds=60, batch_size=1)
+    assert [e.message_id for e in channels["email"].sent] == [sent.pk]
+    assert dict(Message.objects.values_list("dedupe_key", "status")) == {"t1": "sent", "t2": "queued"}
+
+
+@time_machine.travel(NOON, tick=False)
+def test_drain_stops_claiming_when_its_budget_is_spent(
+    dispatcher: MessageDispatcher, channels: dict[str, RecordingChannel], store: Any, contact: Contact
+) -> None:
+    queue(dispatcher, store, contact, "transactional", "t1")
+    assert dispatcher.drain(budget_seconds=-1) == (Counter(), True)
+    assert (channels["email"].sent, Message.objects.get().status) == ([], "queued")
+    assert dispatcher.drain(budget_seconds=60) == (Counter({"sent": 1}), False)
