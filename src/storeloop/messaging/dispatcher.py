@@ -25,12 +25,13 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from django.db import IntegrityError, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
 from django.db import connection as db_connection
 from django.db import connections as db_connections
-from django.db.models import Max, Q
+from django.db.models import Max, Model, Q
+from django.db.models.base import ModelState
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -55,6 +56,7 @@ MAX_ATTEMPTS = 6
 PRIORITY = {Purpose.TRANSACTIONAL: 10, Purpose.MARKETING: 0}
 
 ChannelFactory = Callable[[Store, str], ChannelInterface]
+_M = TypeVar("_M", bound=Model)
 
 
 class MessageDispatcher:
@@ -434,21 +436,35 @@ class MessageDispatcher:
                     logger.warning("message %s: could not suppress an unparseable address", message.pk)
 
 
-# What a batch loads of each message: what sending, outcomes and the default context read. The
-# timestamps nobody reads here are left out (each costs a conversion per row); any other field still
-# loads on access.
+# What a batch loads of each message and its contact: what sending, outcomes and the default context
+# read. The rest (timestamps nobody reads here, ...) is left out, as ``.only()`` would: any other field
+# still loads on access.
 _BATCH_FIELDS = (
-    "id", "store_id", "contact", "channel", "purpose", "template_id", "context", "idempotency_key", "campaign_id",
-    "priority", "status", "attempts", "created_at",
-    *(f"contact__{name}" for name in ("store_id", "email", "phone", "first_name", "last_name", "country",
-                                       "merged_into_id")),
+    "id", "store_id", "contact_id", "channel", "purpose", "template_id", "context", "idempotency_key",
+    "campaign_id", "priority", "status", "attempts", "created_at",
 )  # fmt: skip
+_CONTACT_FIELDS = ("id", "store_id", "email", "phone", "first_name", "last_name", "country", "merged_into_id")
 
 
 def _load_batch(ids: list[int]) -> list[Message]:
     """The claimed messages with their contacts (one query), and each store and template version
-    once per batch rather than joined per row (a store's secrets are decrypted on load)."""
-    messages = list(Message.objects.filter(ids_in(Message, "id", ids)).select_related("contact").only(*_BATCH_FIELDS))
+    once per batch rather than joined per row (a store's secrets are decrypted on load).
+
+    Rows become model instances the way Django builds ones with deferred fields, minus
+    ``Model.__init__`` (its per-field loop and init signals were a sixth of the dispatcher's time):
+    the loaded values in ``__dict__``, the state of a saved instance, the contact in the relation
+    cache, as ``select_related`` leaves it. The batch path reads and updates through querysets only.
+    """
+    rows = Message.objects.filter(ids_in(Message, "id", ids)).values_list(
+        *_BATCH_FIELDS, *(f"contact__{name}" for name in _CONTACT_FIELDS)
+    )
+    split = len(_BATCH_FIELDS)
+    messages = []
+    for row in rows:
+        message = _saved_instance(Message, dict(zip(_BATCH_FIELDS, row[:split], strict=True)))
+        contact = _saved_instance(Contact, dict(zip(_CONTACT_FIELDS, row[split:], strict=True)))
+        message._state.fields_cache["contact"] = contact
+        messages.append(message)
     stores = Store.objects.in_bulk({m.store_id for m in messages})
     versions = TemplateVersion.objects.select_related("template").in_bulk(
         {m.template_id for m in messages if m.template_id is not None}
@@ -458,6 +474,15 @@ def _load_batch(ids: list[int]) -> list[Message]:
         if message.template_id is not None:
             message.template = versions[message.template_id]
     return messages
+
+
+def _saved_instance(model: type[_M], values: dict[str, Any]) -> _M:
+    instance = model.__new__(model)
+    instance.__dict__.update(values)
+    instance._state = ModelState()
+    instance._state.adding = False
+    instance._state.db = DEFAULT_DB_ALIAS
+    return instance
 
 
 @dataclass(slots=True)
