@@ -113,7 +113,8 @@ def test_every_recipient_gets_each_message_exactly_once(store: Any, smtp: FakeSm
     assert totals == Counter({"sent": sent, "suppressed": 4 * CONTACTS - sent})
     assert set(Message.objects.values_list("status", flat=True)) == {"sent", "suppressed"}
 
-    # E-mail: one copy per Message-ID, each the one the row recorded, over one reused connection.
+    # E-mail: one copy per Message-ID, each the one the row recorded, over the channel's pooled
+    # sessions (two by default), reused from batch to batch rather than one per message or batch.
     assert set(smtp.count_by_message_id().values()) == {1}
     rows = Message.objects.filter(channel="email", status="sent")
     assert sorted(smtp.message_ids()) == sorted(rows.values_list("provider_message_id", flat=True))  # type: ignore[arg-type]
@@ -121,7 +122,7 @@ def test_every_recipient_gets_each_message_exactly_once(store: Any, smtp: FakeSm
     for i in contacts:
         want = (i in expected("email", "transactional")) + (i in expected("email", "marketing"))
         assert by_recipient[f"customer{i:02}@example.com"] == want
-    assert smtp.connections == 1
+    assert 1 <= smtp.connections <= 2
 
     # SMS: one message per recipient and text; suppressed numbers got nothing.
     assert twilio.duplicates() == []
@@ -176,7 +177,8 @@ def test_a_worker_dying_mid_batch_never_causes_a_second_copy(store: Any, smtp: F
             contact = Contact.objects.create(store=store, email=f"customer{i:02}@example.com", first_name=f"C{i}")
             healthy.queue_message(store=store, contact=contact, channel="email", purpose="transactional",
                                   template=receipt, dedupe_key=f"receipt-{i}")  # fmt: skip
-        dying = MessageDispatcher(lambda s, c: DyingChannel(channel_for(s, c), smtp))
+        # One sending thread: the batch goes out in one sequence that the death cuts after its first message.
+        dying = MessageDispatcher(lambda s, c: DyingChannel(channel_for(s, c), smtp), concurrency=1)
         with pytest.raises(KeyboardInterrupt):
             dying.process_queue(batch_size=4)
         batch = set(Message.objects.filter(status="sending").values_list("pk", flat=True))
