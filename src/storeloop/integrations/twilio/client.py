@@ -207,7 +207,9 @@ class TwilioClient:
             message = SentMessage.from_json(data, estimate=estimate)
         except ValueError:  # a 2xx without a message SID: accepted or not, we cannot tell
             raise TwilioTransientError("Twilio accepted the send without a message SID", maybe_sent=True) from None
-        logger.info(
+        # Debug, like the SMTP client's "accepted": the message row is the record of each send, and a
+        # line per message at campaign rates is noise (and CPU) in the worker's log.
+        logger.debug(
             "twilio: message %s %s (key=%s, %s segment(s) %s)",
             message.sid,
             message.status,
