@@ -252,17 +252,22 @@ def seed(recipients: int, smtp: dict[str, Any], twilio: dict[str, Any]) -> Any:
 
 
 def wait_until_sent(store: Any, expected: int, timeout: float, *, campaigns: bool) -> float:
+    """When every message is materialised and none is left to send. Polled cheaply (an indexed
+    existence check; counting 100,000 rows five times a second took a seventh of a core from the
+    system under test); the full count only once nothing is open."""
     from storeloop.messaging.campaigns.models import Campaign
     from storeloop.messaging.models import Message
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        open_ = Message.objects.filter(store=store, status__in=["queued", "sending", "held"]).count()
-        total = Message.objects.filter(store=store).count()
-        done_campaigns = not campaigns or Campaign.objects.filter(store=store).exclude(state="completed").count() == 0
-        if total >= expected and open_ == 0 and done_campaigns:
-            return time.perf_counter()
-        time.sleep(0.2)
+        if not Message.objects.filter(status__in=["queued", "sending", "held"]).exists():
+            total = Message.objects.filter(store=store).count()
+            done_campaigns = (
+                not campaigns or not Campaign.objects.filter(store=store).exclude(state="completed").exists()
+            )
+            if total >= expected and done_campaigns:
+                return time.perf_counter()
+        time.sleep(0.1)
     raise RuntimeError(f"not all {expected} messages were sent within {timeout:.0f}s")
 
 
