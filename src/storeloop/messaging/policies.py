@@ -11,10 +11,12 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import phonenumbers
+from phonenumbers import PhoneNumberType
 from phonenumbers import timezone as phone_timezone
 from phonenumbers.tzdata import TIMEZONE_DATA, TIMEZONE_LONGEST_PREFIX
 
 from storeloop.consent.models import Channel, Preference
+from storeloop.core.phones import phone_facts
 
 # Klaviyo's defaults: one marketing email per 16 h, one SMS per 24 h (WhatsApp like SMS).
 DEFAULT_CAPS = {
@@ -49,10 +51,7 @@ def zone_for(phone: str, country: str) -> ZoneInfo:
     """The recipient's time zone: from the phone number, else the country, else UTC."""
     candidates: tuple[str, ...] = ()
     if phone:
-        try:
-            candidates = tuple(phone_timezone.time_zones_for_number(phonenumbers.parse(phone, None)))
-        except phonenumbers.NumberParseException:
-            candidates = ()
+        candidates = _zones_of_number(phone)
     if (not candidates or candidates[0] == "Etc/Unknown") and country:
         example = phonenumbers.example_number(country.upper())
         if example is not None:
@@ -61,6 +60,22 @@ def zone_for(phone: str, country: str) -> ZoneInfo:
         if name != "Etc/Unknown":
             return ZoneInfo(name)
     return ZoneInfo("UTC")
+
+
+def _zones_of_number(phone: str) -> tuple[str, ...]:
+    """``phonenumbers.timezone.time_zones_for_number``, from the number's cached facts (the SMS
+    channel's validation of the same number reuses them)."""
+    facts = phone_facts(phone)
+    if facts.parsed is None:
+        return ()
+    if facts.number_type == PhoneNumberType.UNKNOWN:
+        return (phone_timezone.UNKNOWN_TIMEZONE,)
+    code = str(facts.parsed.country_code)
+    if not phonenumbers.is_number_type_geographical(facts.number_type, int(code)):
+        # The calling code's zones, looked up as phonenumbers does (the code, then its first two digits).
+        zones = TIMEZONE_DATA.get(code) or TIMEZONE_DATA.get(code[:2])
+        return tuple(zones) if zones else (phone_timezone.UNKNOWN_TIMEZONE,)
+    return tuple(phone_timezone.time_zones_for_geographical_number(facts.parsed))
 
 
 def recipient_quiet_until(now: dt.datetime, phone: str, country: str) -> dt.datetime | None:

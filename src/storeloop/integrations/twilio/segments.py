@@ -27,6 +27,8 @@ from typing import Literal
 
 import phonenumbers
 
+from storeloop.core.phones import phone_facts
+
 Encoding = Literal["GSM-7", "UCS-2"]
 
 # GSM 03.38 default alphabet, as Unicode (ESC, 0x1B, is not a character of its own).
@@ -164,15 +166,22 @@ def validate_e164(number: str, *, region: str | None = None) -> str:
         raise ValueError(
             f"{raw!r} is not in E.164 format: it must start with '+' and the country code, e.g. +14155552671."
         )
-    try:
-        parsed = phonenumbers.parse(raw, region)
-    except phonenumbers.NumberParseException as exc:
-        raise ValueError(f"{raw!r} is not a phone number ({exc._msg}).") from None
+    if region is None:  # shared with the quiet-hours check of the same number (core.phones)
+        facts = phone_facts(raw)
+        if facts.parsed is None:
+            raise ValueError(f"{raw!r} is not a phone number ({facts.error}).")
+        parsed, valid = facts.parsed, facts.valid
+    else:
+        try:
+            parsed = phonenumbers.parse(raw, region)
+        except phonenumbers.NumberParseException as exc:
+            raise ValueError(f"{raw!r} is not a phone number ({exc._msg}).") from None
+        valid = phonenumbers.is_valid_number(parsed)
     if parsed.extension:
         raise ValueError(f"{raw!r} has an extension; SMS needs a number without one.")
     country = f"+{parsed.country_code}"
     if not phonenumbers.is_possible_number(parsed):
         raise ValueError(f"{raw!r} has the wrong number of digits for country code {country}.")
-    if not phonenumbers.is_valid_number(parsed):
+    if not valid:
         raise ValueError(f"{raw!r} is not a valid number for country code {country}.")
     return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))

@@ -1,13 +1,17 @@
-"""Quiet hours: the shortcut that skips working out a number's zone gives the exact answer."""
+"""Quiet hours: the shortcut that skips working out a number's zone gives the exact answer, and the
+number facts shared with the SMS channel answer as libphonenumber does."""
 
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import phonenumbers
+import phonenumbers.timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from storeloop.core.phones import phone_facts
 from storeloop.messaging.policies import quiet_until, recipient_quiet_until, zone_for
 
 CALLING_CODES = sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
@@ -45,3 +49,33 @@ def test_quiet_time_is_found_in_the_recipients_own_zone() -> None:
     assert recipient_quiet_until(evening, "+4915112345678", "") == berlin_morning
     assert recipient_quiet_until(evening, "+12125550123", "") is None
     assert recipient_quiet_until(evening, "", "DE") == berlin_morning  # no phone: the country's zone
+
+
+def _zone_by_phonenumbers(phone: str) -> ZoneInfo:
+    """``zone_for(phone, "")`` computed from libphonenumber directly: its first known zone, else UTC."""
+    try:
+        names = phonenumbers.timezone.time_zones_for_number(phonenumbers.parse(phone, None))
+    except phonenumbers.NumberParseException:
+        names = []
+    return next((ZoneInfo(name) for name in names if name != "Etc/Unknown"), ZoneInfo("UTC"))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(phone=phones)
+def test_the_zone_of_a_number_is_libphonenumbers_own(phone: str) -> None:
+    """``zone_for`` reads a number's zones from the facts it shares with the SMS channel's check;
+    they must be exactly what ``phonenumbers.timezone.time_zones_for_number`` says."""
+    assert zone_for(phone, "") == _zone_by_phonenumbers(phone)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(phone=phones)
+def test_shared_facts_give_libphonenumbers_validity(phone: str) -> None:
+    facts = phone_facts(phone)
+    try:
+        parsed = phonenumbers.parse(phone, None)
+    except phonenumbers.NumberParseException:
+        assert facts.parsed is None
+        return
+    assert facts.parsed == parsed
+    assert facts.valid == phonenumbers.is_valid_number(parsed)
