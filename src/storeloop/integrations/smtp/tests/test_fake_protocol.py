@@ -102,7 +102,9 @@ def test_fast_address_parse_equals_aiosmtpd(arg: str, limit: int) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(arg=plain_addresses)
+# "=?" opens an encoded word wherever it appears: by design those go to aiosmtpd's own parser.
+@given(arg=plain_addresses.filter(lambda arg: "=?" not in arg))
+@example(arg="0@x.example")
 def test_plain_forms_take_the_fast_path(arg: str) -> None:
     fast = plain_address(arg)
     assert fast is not None
