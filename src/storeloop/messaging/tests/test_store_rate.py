@@ -139,7 +139,8 @@ def test_two_threads_with_their_own_limiters_stay_within_the_rate_together() -> 
         thread.join(30)
     assert len(times) == 2 * each
     assert_paced(times, rate)
-    assert max(times) - min(times) >= (2 * each - 1) / rate - 0.05
+    # Never early; the first slot may be spent up to the tolerance late (the documented bound).
+    assert max(times) - min(times) >= (2 * each - 1) / rate - PacedRateLimiter.LATE_TOLERANCE - 0.05
 
 
 # --- two real worker processes ---------------------------------------------------------------------
@@ -222,6 +223,8 @@ def test_two_worker_processes_together_send_at_the_stores_rate(
     sends = [r.at for r in twilio.requests if r.method == "POST" and r.path.endswith("/Messages.json")]
     assert len(sends) == count
     assert_paced(sends, rate)
-    assert max(sends) - min(sends) >= (count - 1) / rate - 0.05
+    # Slots are never spent early; the first may be spent up to the limiter's tolerance late (and
+    # reach the fake a connection set-up later): the documented bound, plus jitter.
+    assert max(sends) - min(sends) >= (count - 1) / rate - PacedRateLimiter.LATE_TOLERANCE - 0.05
     assert {twilio.sent_count(f"+49151123456{i:02}") for i in range(count)} == {1}
     assert set(Message.objects.values_list("status", flat=True)) == {"sent"}
