@@ -93,7 +93,7 @@ def recipient_quiet_until(now: dt.datetime, phone: str, country: str) -> dt.date
     return quiet_until(now, zone_for(phone, country))
 
 
-_E164 = re.compile(r"\+[1-9]\d{1,14}")
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")  # ASCII only: \d would also match other scripts' digits
 
 
 def _possible_zones(phone: str, country: str) -> tuple[ZoneInfo, ...] | None:
