@@ -173,7 +173,7 @@ class MessageDispatcher:
     def _process(self, ids: list[int]) -> Counter[str]:
         prepared = self._prepare(ids)
         if prepared.ready:
-            with _SendPool(min(self.concurrency, len(self._chunks(prepared.ready)))) as pool:
+            with _SendPool(min(self.concurrency, len(prepared.ready))) as pool:  # one message: one thread
                 self._finish(prepared, self._start_sending(prepared, pool))
         return prepared.counts
 
