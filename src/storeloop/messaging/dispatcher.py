@@ -56,6 +56,10 @@ CLAIM = dt.timedelta(minutes=5)
 SEND_WINDOW = dt.timedelta(seconds=60)  # a batch's sends must finish well inside its claim
 MAX_ATTEMPTS = 6
 PRIORITY = {Purpose.TRANSACTIONAL: 10, Purpose.MARKETING: 0}
+CHANNEL_TTL = 1.0  # seconds a drain uses a store's channel before looking it up again
+# Provider connections one batch sends to side by side (each with up to ``concurrency`` threads): a
+# batch holds the three channels' shares (see ``_claim``), more only when several stores share it.
+MAX_PARALLEL_CONNECTIONS = 3
 
 ChannelFactory = Callable[[Store, str], ChannelInterface]
 _M = TypeVar("_M", bound=Model)
@@ -77,6 +81,7 @@ class MessageDispatcher:
         self.templates = templates or TemplateRepository()
         self.context_builder = context_builder or default_context
         self.concurrency = concurrency
+        self._claims = 0  # rotates which channel a batch too small to share evenly serves first
 
     # --- queueing ------------------------------------------------------------------------------
 
@@ -129,14 +134,24 @@ class MessageDispatcher:
         return str(Message.objects.values_list("status", flat=True).get(pk=message_id))
 
     def _claim(self, size: int, channel: str | None) -> list[int]:
+        """Up to ``size`` due messages, shared fairly between the channels that have some.
+
+        Each channel's share is taken in its own order (transactional first, then oldest due), so a
+        batch keeps every provider busy at once, and a long marketing e-mail backlog never holds
+        back the texts queued after it (nor the other way round).
+        """
         now = timezone.now()
         with transaction.atomic():
             due = Message.objects.select_for_update(skip_locked=True).filter(
                 Q(claimed_until__isnull=True) | Q(claimed_until__lt=now), status=Status.QUEUED, not_before__lte=now
             )
-            if channel:
-                due = due.filter(channel=channel)
-            ids = list(due.order_by("-priority", "not_before", "id").values_list("pk", flat=True)[:size])
+            in_order = due.order_by("-priority", "not_before", "id")
+            per_channel = [
+                list(in_order.filter(channel=name).values_list("pk", flat=True)[:size])
+                for name in ([channel] if channel else Channel.values)
+            ]
+            self._claims += 1
+            ids = fair_share(per_channel, size, first=self._claims)
             Message.objects.filter(ids_in(Message, "id", ids)).update(claimed_until=now + CLAIM)
         return ids
 
@@ -153,14 +168,15 @@ class MessageDispatcher:
         total: Counter[str] = Counter()
         in_flight: _InFlight | None = None
         out_of_time = False
-        with _SendPool(self.concurrency) as pool:
+        channels = _ChannelCache(self.channel_factory)
+        with _SendPool() as pool:
             while True:
                 out_of_time = out_of_time or time.monotonic() > deadline
                 upcoming: _InFlight | None = None
                 try:
                     ids = [] if out_of_time else self._claim(batch_size, None)
                     if ids:
-                        prepared = self._prepare(ids)
+                        prepared = self._prepare(ids, channels)
                         upcoming = (prepared, self._start_sending(prepared, pool))
                 finally:  # even when preparing failed: the batch in flight was sent, record its outcomes
                     if in_flight is not None:
@@ -171,9 +187,9 @@ class MessageDispatcher:
                     return total, out_of_time
 
     def _process(self, ids: list[int]) -> Counter[str]:
-        prepared = self._prepare(ids)
+        prepared = self._prepare(ids, _ChannelCache(self.channel_factory))
         if prepared.ready:
-            with _SendPool(min(self.concurrency, len(prepared.ready))) as pool:  # one message: one thread
+            with _SendPool() as pool:
                 self._finish(prepared, self._start_sending(prepared, pool))
         return prepared.counts
 
@@ -182,7 +198,7 @@ class MessageDispatcher:
             results = {r.message_id: r for future in sending for r in future.result()}
             self._write_results(prepared.ready, results, prepared.counts)
 
-    def _prepare(self, ids: list[int]) -> _Prepared:
+    def _prepare(self, ids: list[int], channel_cache: _ChannelCache) -> _Prepared:
         """Everything before the provider calls: the gate, caps, quiet hours and rendering, the
         decisions written, and the attempt of what will be sent on record (status ``sending``)."""
         now = timezone.now()
@@ -248,24 +264,10 @@ class MessageDispatcher:
                 wa_template_name=template.wa_template_name, wa_language=template.wa_language,
             )))  # fmt: skip
         self._write_decisions(closed, delayed, counts)
-        channels = self._channels_for(ready)
+        channels = {(m.store_id, m.channel): channel_cache.get(m.store, m.channel) for m, _ in ready}
         if ready:
             ready = self._mark_sending(ready, last_sent, preferences, now, counts)
         return _Prepared(ready, counts, channels)
-
-    def _channels_for(self, ready: list[tuple[Message, Envelope]]) -> dict[tuple[int, str], ChannelInterface | str]:
-        """The channel for each store and channel of the batch, or why there is none (not configured:
-        nothing is sent, the messages are tried again later). Looked up here, in the thread that
-        already holds a database connection, once per batch."""
-        channels: dict[tuple[int, str], ChannelInterface | str] = {}
-        for message, _ in ready:
-            key = (message.store_id, message.channel)
-            if key not in channels:
-                try:
-                    channels[key] = self.channel_factory(message.store, message.channel)
-                except ApplicationError as exc:
-                    channels[key] = exc.message[:500]
-        return channels
 
     def _mark_sending(
         self,
@@ -358,7 +360,8 @@ class MessageDispatcher:
         return {(r["contact_id"], r["channel"]): r["last"] for r in rows}
 
     def _chunks(self, ready: list[tuple[Message, Envelope]]) -> list[tuple[tuple[int, str], list[Envelope]]]:
-        """The batch split per store and channel, each into about one part per sending thread."""
+        """The batch split per store and channel, each into at most ``concurrency`` parts sent side
+        by side: the bound on concurrent sends per provider connection."""
         by_channel: dict[tuple[int, str], list[Envelope]] = defaultdict(list)
         for message, envelope in ready:
             by_channel[(message.store_id, message.channel)].append(envelope)
@@ -369,10 +372,11 @@ class MessageDispatcher:
         return chunks
 
     def _start_sending(self, prepared: _Prepared, pool: _SendPool) -> list[Future[list[SendResult]]]:
-        return [
-            pool.submit(_send_chunk, prepared.channels[key], key[1], envelopes)
-            for key, envelopes in self._chunks(prepared.ready)
-        ]
+        chunks = self._chunks(prepared.ready)
+        # A thread per part, so every provider's parts go at once; with many stores in one batch
+        # the parts beyond the cap wait their turn.
+        pool.grow(min(len(chunks), self.concurrency * MAX_PARALLEL_CONNECTIONS))
+        return [pool.submit(_send_chunk, prepared.channels[key], key[1], envelopes) for key, envelopes in chunks]
 
     def _write_decisions(
         self, closed: dict[int, tuple[str, str]], delayed: dict[int, tuple[dt.datetime, str]], counts: Counter[str]
@@ -448,11 +452,10 @@ class MessageDispatcher:
 
 
 # What a batch loads of each message and its contact: what sending, outcomes and the default context
-# read. The rest (timestamps nobody reads here, ...) is left out, as ``.only()`` would: any other field
-# still loads on access.
+# read. The rest (timestamps, status, campaign ...) is left out, as ``.only()`` would: any other field
+# still loads on access (a custom context builder may read more, one query per message and field).
 _BATCH_FIELDS = (
-    "id", "store_id", "contact_id", "channel", "purpose", "template_id", "context", "idempotency_key",
-    "campaign_id", "priority", "status", "attempts", "created_at",
+    "id", "store_id", "contact_id", "channel", "purpose", "template_id", "context", "idempotency_key", "attempts",
 )  # fmt: skip
 _CONTACT_FIELDS = ("id", "store_id", "email", "phone", "first_name", "last_name", "country", "merged_into_id")
 
@@ -487,6 +490,25 @@ def _load_batch(ids: list[int]) -> list[Message]:
     return messages
 
 
+def fair_share(queues: list[list[_T]], size: int, first: int = 0) -> list[_T]:
+    """At most ``size`` items from the heads of the queues, split as evenly as they allow: a queue
+    with less than its equal share leaves the rest to the others. What cannot be split evenly goes
+    one by one from queue ``first`` on (a caller rotating ``first`` serves every queue in turn
+    even when ``size`` is smaller than the number of queues)."""
+    quotas = [0] * len(queues)
+    left = size
+    active = [index for index, items in enumerate(queues) if items]
+    while left > 0 and active:
+        share = max(1, left // len(active))
+        turn = first % len(active)
+        for index in active[turn:] + active[:turn]:
+            take = min(share, len(queues[index]) - quotas[index], left)
+            quotas[index] += take
+            left -= take
+        active = [index for index in active if quotas[index] < len(queues[index])]
+    return [item for index, items in enumerate(queues) for item in items[: quotas[index]]]
+
+
 def _saved_instance(model: type[_M], values: dict[str, Any]) -> _M:
     instance = model.__new__(model)
     instance.__dict__.update(values)
@@ -518,20 +540,47 @@ def _send_chunk(channel: ChannelInterface | str, name: str, envelopes: list[Enve
         return [SendResult(e.message_id, Outcome.UNKNOWN, error=type(exc).__name__) for e in envelopes]
 
 
+class _ChannelCache:
+    """The channels of a drain's batches per store and channel, or why there is none (not
+    configured: nothing is sent, the messages are tried again later). Looked up in the preparing
+    thread, which already holds a database connection, and again after ``CHANNEL_TTL``: a
+    connection changed or switched off meanwhile takes effect within that time."""
+
+    def __init__(self, factory: ChannelFactory) -> None:
+        self._factory = factory
+        self._entries: dict[tuple[int, str], tuple[float, ChannelInterface | str]] = {}
+
+    def get(self, store: Store, name: str) -> ChannelInterface | str:
+        now = time.monotonic()
+        entry = self._entries.get((store.pk, name))
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        channel: ChannelInterface | str
+        try:
+            channel = self._factory(store, name)
+        except ApplicationError as exc:
+            channel = exc.message[:500]
+        self._entries[(store.pk, name)] = (now + CHANNEL_TTL, channel)
+        return channel
+
+
 class _SendPool:
     """The sending threads of a drain. They live as long as the drain, so the database connections
     they open (the rate limiters' reservations) serve batch after batch: opening one per chunk cost
     ~1.7 ms on SQLite. Each thread closes its connections when the pool closes."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self) -> None:
         self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None] = (
             queue.SimpleQueue()
         )
-        self._threads = [
-            threading.Thread(target=self._work, name=f"dispatch-send-{n}", daemon=True) for n in range(max(1, size))
-        ]
-        for thread in self._threads:
+        self._threads: list[threading.Thread] = []
+
+    def grow(self, size: int) -> None:
+        """At least ``size`` threads from now on (they are only started when first needed)."""
+        while len(self._threads) < size:
+            thread = threading.Thread(target=self._work, name=f"dispatch-send-{len(self._threads)}", daemon=True)
             thread.start()
+            self._threads.append(thread)
 
     def submit(self, fn: Callable[..., _T], *args: Any) -> Future[_T]:
         future: Future[_T] = Future()

@@ -249,7 +249,7 @@ class SmtpSender:
         try:
             wire = render(spec, self._domain_for(spec))
             sender = envelope_sender(spec)
-            recipient = normalize_address(spec.to_addr, field_name="to_addr")
+            recipient = spec.to_normalized
         except ValueError as exc:
             return SmtpInvalidMessage(str(exc), stage="message")
         message_id = message_id_for(spec.message_id_local, self._domain_for(spec))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import binascii
 import re
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -171,10 +172,14 @@ class EmailMessageSpec:
     unsubscribe_url: str | None = None
     unsubscribe_mailto: str | None = None
     return_path: str | None = None
+    # Worked out once, when the spec is checked, for the writer and the SMTP envelope to reuse.
+    _from: str = field(init=False, repr=False, compare=False, default="")
+    _to: str = field(init=False, repr=False, compare=False, default="")
+    _list_unsubscribe_value: str = field(init=False, repr=False, compare=False, default="")
 
     def __post_init__(self) -> None:
-        normalize_address(self.from_addr, field_name="from_addr")
-        normalize_address(self.to_addr, field_name="to_addr")
+        object.__setattr__(self, "_from", normalize_address(self.from_addr, field_name="from_addr"))
+        object.__setattr__(self, "_to", normalize_address(self.to_addr, field_name="to_addr"))
         if self.reply_to is not None:
             normalize_address(self.reply_to, field_name="reply_to")
         if self.return_path is not None:
@@ -196,9 +201,16 @@ class EmailMessageSpec:
         if self.marketing:
             if not self.unsubscribe_url:
                 raise ValueError("marketing mail needs an https unsubscribe_url (RFC 8058 one-click)")
-            self._list_unsubscribe()  # validates both links
+            object.__setattr__(self, "_list_unsubscribe_value", self._list_unsubscribe())  # validates both links
+
+    @property
+    def to_normalized(self) -> str:
+        """``to_addr`` as the envelope and the ``To`` header carry it (``normalize_address``)."""
+        return self._to
 
     def _list_unsubscribe(self) -> str:
+        if self._list_unsubscribe_value:
+            return self._list_unsubscribe_value
         assert self.unsubscribe_url is not None
         _check_https_url(self.unsubscribe_url)
         links = [f"<{self.unsubscribe_url}>"]
@@ -261,7 +273,9 @@ def serialize(msg: EmailMessage) -> bytes:
 
 def envelope_sender(spec: EmailMessageSpec) -> str:
     """``MAIL FROM`` for ``spec``: ``return_path`` when set, else ``from_addr``."""
-    return normalize_address(spec.return_path or spec.from_addr, field_name="return_path")
+    if spec.return_path is None:
+        return spec._from
+    return normalize_address(spec.return_path, field_name="return_path")
 
 
 def render(spec: EmailMessageSpec, domain: str, *, date: datetime | None = None) -> bytes:
@@ -301,6 +315,22 @@ def _qp(text: str) -> bytes:
     return body + b"\r\n"
 
 
+_now_header: tuple[int, str] = (0, "")
+
+
+def _date_header(date: datetime | None) -> str:
+    """The ``Date`` value; for "now", formatted once per second (it has one-second resolution)."""
+    global _now_header
+    if date is not None:
+        return email_utils.format_datetime(date.astimezone(UTC))
+    now = time.time()
+    second = int(now)
+    cached = _now_header
+    if cached[0] != second:
+        cached = _now_header = (second, email_utils.format_datetime(datetime.fromtimestamp(second, UTC)))
+    return cached[1]
+
+
 def _render_simple(spec: EmailMessageSpec, domain: str, date: datetime | None) -> bytes | None:
     from_name, to_name = _simple_name(spec.from_name), _simple_name(spec.to_name)
     if from_name is None or to_name is None or spec.headers:
@@ -308,8 +338,7 @@ def _render_simple(spec: EmailMessageSpec, domain: str, date: datetime | None) -
     subject = spec.subject
     if len(subject) > 70 or not _SIMPLE_HEADER.fullmatch(subject) or subject != subject.strip() or "=?" in subject:
         return None  # would be folded or encoded
-    from_addr = normalize_address(spec.from_addr, field_name="from_addr")
-    to_addr = normalize_address(spec.to_addr, field_name="to_addr")
+    from_addr, to_addr = spec._from, spec._to
     lines = [
         f"From: {from_name} <{from_addr}>" if from_name else f"From: {from_addr}",
         f"To: {to_name} <{to_addr}>" if to_name else f"To: {to_addr}",
@@ -318,7 +347,7 @@ def _render_simple(spec: EmailMessageSpec, domain: str, date: datetime | None) -
         lines.append(f"Reply-To: {normalize_address(spec.reply_to, field_name='reply_to')}")
     lines += [
         f"Subject: {subject}",
-        f"Date: {email_utils.format_datetime((date or datetime.now(UTC)).astimezone(UTC))}",
+        f"Date: {_date_header(date)}",
         f"Message-ID: {message_id_for(spec.message_id_local, domain)}",
     ]
     if spec.marketing:

@@ -26,6 +26,7 @@ REST concurrency limit is per account); a 429 calls ``limiter.penalize(wait)`` s
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import re
@@ -73,10 +74,18 @@ _KEY = re.compile(r"[\x21-\x7e]{1,200}")
 
 def callback_url_with_key(url: str, key: str, param: str = DEFAULT_KEY_PARAM) -> str:
     """``url`` with ``param=key`` set in its query string (replacing an existing value)."""
+    head, query, tail = _callback_parts(url, param)
+    return f"{head}?{query}{urlencode(((param, key),))}{tail}"
+
+
+@functools.lru_cache(maxsize=64)
+def _callback_parts(url: str, param: str) -> tuple[str, str, str]:
+    """What ``urlunsplit`` writes before the query, the query without ``param`` (ending in "&"
+    when not empty) and the "#fragment": a sender's callback URL is the same for every message."""
     parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != param]
-    query.append((param, key))
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != param])
+    head = urlunsplit(parts._replace(query="", fragment=""))
+    return head, f"{query}&" if query else "", f"#{parts.fragment}" if parts.fragment else ""
 
 
 def key_from_callback_url(url: str, param: str = DEFAULT_KEY_PARAM) -> str | None:

@@ -15,6 +15,7 @@ Storeloop records consent changes too. Only a whole message that is exactly one 
 from __future__ import annotations
 
 import email.utils
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -57,6 +58,13 @@ def parse_twilio_date(value: Any) -> datetime | None:
     """An RFC 2822 date from Twilio JSON (``"Thu, 24 Aug 2023 05:01:45 +0000"``) as an aware datetime."""
     if not isinstance(value, str) or not value:
         return None
+    return _parse_date(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_date(value: str) -> datetime | None:
+    """Cached: the messages of a batch were created within the same few seconds (and datetimes are
+    immutable, so sharing one is safe)."""
     try:
         parsed = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -427,3 +427,78 @@ def test_drain_stops_claiming_when_its_budget_is_spent(
     assert dispatcher.drain(budget_seconds=-1) == (Counter(), True)
     assert (channels["email"].sent, Message.objects.get().status) == ([], "queued")
     assert dispatcher.drain(budget_seconds=60) == (Counter({"sent": 1}), False)
+
+
+@pytest.mark.parametrize(
+    ("queues", "size", "first", "expected"),
+    [
+        ([[1, 2, 3], [10, 20], []], 4, 0, [1, 2, 10, 20]),
+        ([list(range(1, 11)), [10, 20]], 6, 0, [1, 2, 3, 4, 10, 20]),  # the short queue's rest goes to the other
+        ([[1, 2], [10, 20], [7]], 5, 0, [1, 2, 10, 20, 7]),
+        ([[1, 2], [10, 20], [7]], 4, 0, [1, 2, 10, 7]),  # the odd one from queue 0 on: 0, 1, then 2
+        ([[1, 2], [10, 20], [7]], 4, 1, [1, 10, 20, 7]),  # ... from queue 1 on
+        ([[1], [10]], 1, 0, [1]),
+        ([[1], [10]], 1, 1, [10]),
+        ([[], [], []], 5, 0, []),
+        ([[1, 2, 3]], 0, 0, []),
+    ],
+)
+def test_fair_share_splits_a_batch_evenly_between_queues(
+    queues: list[list[int]], size: int, first: int, expected: list[int]
+) -> None:
+    from storeloop.messaging.dispatcher import fair_share
+
+    assert fair_share(queues, size, first) == expected
+
+
+@time_machine.travel(NOON, tick=False)
+def test_a_backlog_on_one_channel_does_not_hold_back_another(
+    dispatcher: MessageDispatcher, channels: dict[str, RecordingChannel], store: Any, contact: Contact
+) -> None:
+    """Six e-mails queued before two texts: a batch of four takes two of each, not four e-mails."""
+    emails = [queue(dispatcher, store, contact, "transactional", f"e{n}") for n in range(6)]
+    texts = [queue(dispatcher, store, contact, "transactional", f"s{n}", channel="sms") for n in range(2)]
+    assert dispatcher.process_queue(batch_size=4) == Counter({"sent": 4})
+    assert [e.message_id for e in channels["email"].sent] == [m.pk for m in emails[:2]]
+    assert [e.message_id for e in channels["sms"].sent] == [m.pk for m in texts]
+    assert Message.objects.filter(status="queued").count() == 4
+
+
+@time_machine.travel(NOON, tick=False)
+def test_batches_smaller_than_the_channels_serve_them_in_turn(
+    dispatcher: MessageDispatcher, channels: dict[str, RecordingChannel], store: Any, contact: Contact
+) -> None:
+    queue(dispatcher, store, contact, "transactional", "e1")
+    queue(dispatcher, store, contact, "transactional", "e2")
+    queue(dispatcher, store, contact, "transactional", "s1", channel="sms")
+    for _ in range(2):
+        dispatcher.process_queue(batch_size=1)
+    assert (len(channels["email"].sent), len(channels["sms"].sent)) == (1, 1)
+
+
+@time_machine.travel(NOON, tick=True)
+def test_a_drain_looks_its_channel_up_again_only_after_a_while(
+    channels: dict[str, RecordingChannel], store: Any, contact: Contact, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batch after batch rides the channel looked up first; after ``CHANNEL_TTL`` it is asked
+    again, so a connection changed or switched off meanwhile takes effect."""
+    from storeloop.messaging import dispatcher as dispatcher_module
+
+    lookups: list[str] = []
+
+    def factory(store: Any, channel: str) -> RecordingChannel:
+        lookups.append(channel)
+        return channels[channel]
+
+    version = template(store)
+    for n in range(3):
+        queue(MessageDispatcher(factory), store, contact, "transactional", f"t{n}", version=version)
+    assert MessageDispatcher(factory).drain(budget_seconds=60, batch_size=1) == (Counter({"sent": 3}), False)
+    assert lookups == ["email"]
+
+    monkeypatch.setattr(dispatcher_module, "CHANNEL_TTL", 0.0)
+    lookups.clear()
+    for n in range(3, 6):
+        queue(MessageDispatcher(factory), store, contact, "transactional", f"t{n}", version=version)
+    assert MessageDispatcher(factory).drain(budget_seconds=60, batch_size=1) == (Counter({"sent": 3}), False)
+    assert lookups == ["email"] * 3

@@ -76,3 +76,18 @@ def test_the_fast_writer_is_used_for_an_ordinary_campaign_mail() -> None:
     assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" in raw
     assert b"\n" not in raw.replace(b"\r\n", b"")  # CRLF only
     assert summary(parsed(raw))["defects"] == []
+
+
+def test_the_date_of_a_mail_sent_now_is_the_current_second() -> None:
+    """ "Now" is written once per second and reused: each mail still carries its own second."""
+    import time
+    from email.utils import parsedate_to_datetime
+
+    spec = EmailMessageSpec(from_addr="shop@shop.example", to_addr="ann@example.com", subject="Hi", text="Hello",
+                            message_id_local="sl-1")  # fmt: skip
+    for _ in range(3):
+        before = int(time.time())
+        date = BytesParser(policy=policy.default).parsebytes(render(spec, "shop.example"))["Date"]
+        after = int(time.time())
+        assert before <= parsedate_to_datetime(str(date)).timestamp() <= after
+        time.sleep(0.6)

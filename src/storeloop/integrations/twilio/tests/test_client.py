@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from storeloop.core.errors import TerminalError, TransientError
 from storeloop.integrations.tests.canned import Answer, CannedServer
@@ -81,6 +83,26 @@ def test_callback_url_key_helpers() -> None:
     assert callback_url_with_key("https://h.test/s", "k1") == "https://h.test/s?sl_key=k1"
     assert callback_url_with_key("https://h.test/s?sl_key=old&a=", "k2") == "https://h.test/s?a=&sl_key=k2"
     assert key_from_callback_url("https://h.test/s?a=1") is None
+
+
+def _reference_callback_url(url: str, key: str, param: str) -> str:
+    """What ``callback_url_with_key`` must give: the URL re-assembled by urllib with the key set."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != param] + [(param, key)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    url=st.sampled_from(["https://h.test/s", "https://h.test/s?a=1&sl_key=x", "https://h.test/?b=%20#frag",
+                         "https://h.test:8443/p/a%2Fb?sl_key=&c=&d=1#f", "http://[::1]/x?", "https://h.test#only"]),
+    key=st.text(min_size=1, max_size=40),
+    param=st.sampled_from(["sl_key", "key", "a", "b c"]),
+)  # fmt: skip
+def test_callback_url_with_key_matches_urllib(url: str, key: str, param: str) -> None:
+    assert callback_url_with_key(url, key, param) == _reference_callback_url(url, key, param)
 
 
 def test_get_and_find_messages(twilio: FakeTwilio, client: TwilioClient) -> None:
