@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -44,7 +45,8 @@ def _converter(field: models.Field[Any, Any]) -> Converter | None:
         return lambda v: _orjson_text(v) if v is not None else None
 
     if isinstance(field, models.UUIDField) and connection.vendor == "sqlite":
-        return lambda v: field.get_db_prep_value(v, connection)  # 32 hex digits there
+        # 32 hex digits there: a UUID's own, anything else (a string) through the field.
+        return lambda v: v.hex if isinstance(v, uuid.UUID) else field.get_db_prep_value(v, connection)
     if isinstance(field, models.DecimalField) and connection.vendor != "sqlite":
         return None  # psycopg adapts Decimal natively; Django registers str() for sqlite3
     return None

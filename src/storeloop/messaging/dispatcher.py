@@ -155,9 +155,13 @@ class MessageDispatcher:
             Message.objects.filter(ids_in(Message, "id", ids)).update(claimed_until=now + CLAIM)
         return ids
 
-    def drain(self, *, budget_seconds: float, batch_size: int = 500) -> tuple[Counter[str], bool]:
+    def drain(
+        self, *, budget_seconds: float, batch_size: int = 500, on_backlog: Callable[[], None] | None = None
+    ) -> tuple[Counter[str], bool]:
         """Claim and send batch after batch until nothing is due or ``budget_seconds`` are spent;
-        returns the counts and whether it stopped on the budget (more may be due).
+        returns the counts and whether it stopped on the budget (more may be due). ``on_backlog``
+        is called once, when a claim first comes back full: more is due than this drain takes at
+        a time, worth another worker's drain.
 
         Pipelined: while one batch is with the providers, the next is claimed, checked, rendered and
         marked ``sending``; its results are written once the following batch is on its way. So the
@@ -175,6 +179,9 @@ class MessageDispatcher:
                 upcoming: _InFlight | None = None
                 try:
                     ids = [] if out_of_time else self._claim(batch_size, None)
+                    if len(ids) == batch_size and on_backlog is not None:
+                        on_backlog()
+                        on_backlog = None
                     if ids:
                         prepared = self._prepare(ids, channels)
                         upcoming = (prepared, self._start_sending(prepared, pool))

@@ -197,7 +197,11 @@ class MessagingManager:
         continuation is queued); completes campaigns that have nothing left to send."""
         from storeloop.messaging.tasks import request_dispatch
 
-        total, more = self.dispatcher.drain(budget_seconds=budget_seconds, batch_size=batch_size)
+        def join_in() -> None:  # a backlog: an idle worker starts a drain of its own beside this one
+            with transaction.atomic():
+                request_dispatch()
+
+        total, more = self.dispatcher.drain(budget_seconds=budget_seconds, batch_size=batch_size, on_backlog=join_in)
         if more:
             with transaction.atomic():
                 request_dispatch()

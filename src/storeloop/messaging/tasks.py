@@ -1,8 +1,9 @@
 """Messaging's background work: materialising campaigns and draining the dispatch queue.
 
-Sending is driven by ``dispatch_messages``, a drain that runs ``MessageDispatcher.process_queue``
-until nothing is due or its time budget is spent (then it queues its continuation, so other work
-gets a worker in between). Whoever queues messages calls ``request_dispatch`` in the same
+Sending is driven by ``dispatch_messages``, a drain (``MessageDispatcher.drain``) that sends batch
+after batch until nothing is due or its time budget is spent (then it queues its continuation, so
+other work gets a worker in between). A drain that finds more due than one batch queues another,
+so an idle worker joins it at once. Whoever queues messages calls ``request_dispatch`` in the same
 transaction; the scheduler's ``kick_dispatch`` is the backstop for messages that become due
 later (schedules, back-offs, quiet hours, caps) or a drain that was missed.
 """

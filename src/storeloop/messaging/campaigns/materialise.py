@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import BooleanField, ExpressionWrapper
 from django.utils import timezone
 
@@ -74,12 +74,11 @@ def _insert(campaign: Campaign, recipients: list[tuple[int, dt.datetime]], now: 
     """One prepared multi-row INSERT (``core.bulk``): Django's ``bulk_create`` spends most of a large
     campaign's materialisation preparing values. Should a row conflict anyway (its dedupe key is
     taken), the batch falls back to ``bulk_create`` ignoring conflicts, inside a savepoint."""
-    key_field = Message._meta.get_field("idempotency_key")
     context = {"custom": campaign.custom} if campaign.custom else {}
     priority = PRIORITY[campaign.purpose]  # type: ignore[index]
     rows = [
         (campaign.store_id, contact_id, campaign.channel, campaign.purpose, campaign.template_id, context,
-         f"campaign:{campaign.pk}:{contact_id}", key_field.get_db_prep_value(uuid.uuid4(), connection), campaign.pk,
+         f"campaign:{campaign.pk}:{contact_id}", uuid.uuid4(), campaign.pk,
          priority, Message.Status.QUEUED, not_before, 0, "", "", "", "", now)
         for contact_id, not_before in recipients
     ]  # fmt: skip

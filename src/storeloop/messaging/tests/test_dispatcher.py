@@ -502,3 +502,22 @@ def test_a_drain_looks_its_channel_up_again_only_after_a_while(
         queue(MessageDispatcher(factory), store, contact, "transactional", f"t{n}", version=version)
     assert MessageDispatcher(factory).drain(budget_seconds=60, batch_size=1) == (Counter({"sent": 3}), False)
     assert lookups == ["email"] * 3
+
+
+@time_machine.travel(NOON, tick=False)
+def test_drain_reports_a_backlog_once_when_a_claim_comes_back_full(
+    dispatcher: MessageDispatcher, channels: dict[str, RecordingChannel], store: Any, contact: Contact
+) -> None:
+    version = template(store)
+    for n in range(5):
+        queue(dispatcher, store, contact, "transactional", f"t{n}", version=version)
+    calls: list[str] = []
+    assert dispatcher.drain(budget_seconds=60, batch_size=2, on_backlog=lambda: calls.append("more")) == (
+        Counter({"sent": 5}),
+        False,
+    )
+    assert calls == ["more"]  # the first full claim only, not each of the two
+
+    queue(dispatcher, store, contact, "transactional", "t5", version=version)
+    dispatcher.drain(budget_seconds=60, batch_size=2, on_backlog=lambda: calls.append("again"))
+    assert calls == ["more"]  # one message due: no backlog

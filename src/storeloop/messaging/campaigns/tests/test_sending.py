@@ -86,6 +86,27 @@ def test_pause_holds_resume_sends_the_rest_and_nobody_gets_two(store: Any, news:
     assert len(relay.messages) == 12
 
 
+def test_a_drain_with_a_backlog_asks_for_a_second_worker(store: Any, news: Any, relay: FakeSmtpServer) -> None:
+    """More due than one batch: the drain queues another (for an idle worker to join it at once,
+    not at the scheduler's next kick); less than one batch due: it does not."""
+    manager = MessagingManager()
+    audience_of(store, 5)
+    campaign = manager.send_bulk_message(store, template_key="news", channel="email", audience=EVERYONE)
+    manager.materialise_campaign(campaign.pk)
+    DBTaskResult.objects.all().delete()
+    assert manager.dispatch_due(batch_size=10) == Counter({"sent": 5})
+    assert not DBTaskResult.objects.filter(task_path=DISPATCH).exists()
+
+    for i in range(8):
+        person(store, f"q{i:02}", consent=("email",))
+    second = manager.send_bulk_message(store, template_key="news", channel="email", audience=EVERYONE)
+    manager.materialise_campaign(second.pk)
+    DBTaskResult.objects.all().delete()
+    # The five who just got the first one are held back by the frequency cap.
+    assert manager.dispatch_due(batch_size=4) == Counter({"sent": 8, "delayed": 5})
+    assert DBTaskResult.objects.filter(task_path=DISPATCH, status="READY").count() == 1
+
+
 def test_cancel_stops_what_was_not_sent(store: Any, news: Any, relay: FakeSmtpServer) -> None:
     manager = MessagingManager()
     audience_of(store, 8)
