@@ -20,10 +20,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from django.db import IntegrityError, transaction
+import orjson
+from django.db import IntegrityError, connection, transaction
 from django.db.models import BooleanField, ExpressionWrapper
 from django.utils import timezone
 
+from storeloop.contacts.models import Contact
 from storeloop.core.bulk import insert_rows
 from storeloop.core.errors import ValidationError
 from storeloop.messaging.campaigns.audience import compile_audience
@@ -91,6 +93,38 @@ def _insert(campaign: Campaign, recipients: list[tuple[int, dt.datetime]], now: 
                                     ignore_conflicts=True)  # fmt: skip
 
 
+# A random (version 4) UUID per row, written as Django keeps UUIDs: 32 hex digits on SQLite, the
+# native type on PostgreSQL. ("%%" is a literal "%" in a statement with parameters.)
+_NEW_KEY = {
+    "sqlite": "lower(hex(randomblob(4)) || hex(randomblob(2)) || '4' || substr(hex(randomblob(2)), 2)"
+    " || substr('89AB', 1 + abs(random() %% 4), 1) || substr(hex(randomblob(2)), 2) || hex(randomblob(6)))",
+    "postgresql": "gen_random_uuid()",
+}
+
+
+def _insert_selected(campaign: Campaign, contact_ids: list[int], now: dt.datetime) -> None:
+    """The messages of the chosen contacts in one ``INSERT … SELECT``: every value but the contact
+    and the keys is the campaign's, so nothing is built per row in Python (a third of the CPU of
+    materialising went into building and converting row tuples). A message that exists already
+    (a repeated batch) is skipped by its unique dedupe key."""
+    table, contacts = (connection.ops.quote_name(m._meta.db_table) for m in (Message, Contact))
+    columns = ", ".join(connection.ops.quote_name(Message._meta.get_field(name).column) for name in COLUMNS)
+    when = connection.ops.adapt_datetimefield_value(now)
+    context = orjson.dumps({"custom": campaign.custom} if campaign.custom else {}).decode()
+    ids = ", ".join(str(int(pk)) for pk in contact_ids)
+    json = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
+    sql = (
+        f"INSERT INTO {table} ({columns}) SELECT %s, c.id, %s, %s, %s, {json}, "  # noqa: S608
+        f"%s || c.id, {_NEW_KEY[connection.vendor]}, %s, %s, %s, %s, 0, '', '', '', '', %s "
+        f"FROM {contacts} c WHERE c.id IN ({ids}) ON CONFLICT DO NOTHING"
+    )
+    params = [campaign.store_id, campaign.channel, campaign.purpose, campaign.template_id, context,
+              f"campaign:{campaign.pk}:", campaign.pk, PRIORITY[campaign.purpose], Message.Status.QUEUED,  # type: ignore[index]
+              when, when]  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
 def _batch(campaign: Campaign, size: int, now: dt.datetime) -> int:
     """Materialise the next batch of a locked running campaign; returns how many messages."""
     audience = compile_audience(campaign.store_id, campaign.audience, now=campaign.started_at or now)
@@ -101,9 +135,12 @@ def _batch(campaign: Campaign, size: int, now: dt.datetime) -> int:
         .annotate(eligible=eligible)
         .values_list("pk", "phone", "country", "eligible")[:size]
     )
-    recipients = [(pk, _not_before(campaign, phone, country, now)) for pk, phone, country, ok in rows if ok]
-    if recipients:
-        _insert(campaign, recipients, now)
+    recipients = [(pk, phone, country) for pk, phone, country, ok in rows if ok]
+    if recipients and campaign.local_time and campaign.scheduled_at is not None:
+        # Due at the scheduled wall-clock time in each recipient's own zone: worked out per row.
+        _insert(campaign, [(pk, _not_before(campaign, phone, country, now)) for pk, phone, country in recipients], now)
+    elif recipients:
+        _insert_selected(campaign, [pk for pk, _, _ in recipients], now)
     fields = ["progress_at", "updated_at"]
     campaign.progress_at = now
     if rows:

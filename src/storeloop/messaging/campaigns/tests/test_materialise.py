@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import uuid
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -182,6 +183,25 @@ def test_a_message_that_already_exists_is_kept_and_not_doubled(store: Any, news:
     rows = Message.objects.filter(campaign_id=campaign.pk)
     assert sorted(rows.values_list("contact_id", flat=True)) == sorted(p.pk for p in people)
     assert rows.get(contact=people[2]).idempotency_key == existing.idempotency_key
+
+
+def test_materialised_messages_carry_the_campaigns_values_and_their_own_keys(store: Any, news: Any) -> None:
+    """The rows the set-based insert writes read back as the model describes them."""
+    people = [person(store, f"p{i}", consent=("email",)) for i in range(5)]
+    with time_machine.travel(NOON, tick=False):
+        campaign = manager.send_bulk_message(store, template_key="news", channel="email", audience=EVERYONE,
+                                             custom={"code": "SPRING"})  # fmt: skip
+        manager.materialise_campaign(campaign.pk)
+    rows = list(Message.objects.filter(campaign_id=campaign.pk).order_by("contact_id"))
+    assert [(m.contact_id, m.dedupe_key) for m in rows] == [(p.pk, f"campaign:{campaign.pk}:{p.pk}") for p in people]
+    assert {(m.store_id, m.channel, m.purpose, m.template_id, m.status, m.priority, m.attempts) for m in rows} == {
+        (store.pk, "email", "marketing", news.pk, "queued", 0, 0)
+    }
+    assert {(m.not_before, m.created_at) for m in rows} == {(NOON, NOON)}
+    assert all(m.context == {"custom": {"code": "SPRING"}} for m in rows)
+    keys = [m.idempotency_key for m in rows]
+    assert len(set(keys)) == 5
+    assert {(k.version, k.variant) for k in keys} == {(4, uuid.RFC_4122)}
 
 
 def test_a_time_budget_queues_the_rest_as_a_continuation(store: Any, news: Any) -> None:
