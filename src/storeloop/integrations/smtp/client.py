@@ -14,6 +14,14 @@ Transactions are driven command by command (MAIL, RCPT, DATA, content, final rep
   (timeout, reset), the server may have queued it: ``SmtpTransientError(maybe_delivered=True)``,
   never retried here.
 
+Batches (``send_many``) on a server that offers PIPELINING (RFC 2920) write each message's content
+together with the next message's MAIL, RCPT and DATA — RFC 2920 allows content as the first
+"command" of a group — so a message costs one round trip instead of two. The next envelope is only
+written once this message's own envelope was accepted, and nothing of the next message's content
+goes out before its own turn (and its rate-limit slot). Whatever happens to this message, the next
+one's envelope cannot have carried a message: a lost connection makes it go again on a new one, a
+refused message ends its transaction with the final reply, and no RSET is sent while a DATA is open.
+
 "Never twice" over SMTP. SMTP has no idempotency key and servers do not deduplicate, so the
 guarantee is narrower than with an HTTP API:
 
@@ -127,6 +135,16 @@ class SendResult:
     response: str
 
 
+@dataclass(frozen=True, slots=True)
+class _Wire:
+    """A message ready for the wire: envelope addresses, Message-ID and the dot-stuffed content."""
+
+    sender: str
+    recipient: str
+    message_id: str
+    payload: bytes
+
+
 class _Reconnect(Exception):
     """Internal: the attempt failed before the server could have accepted the message."""
 
@@ -143,6 +161,9 @@ class SmtpSender:
         self._limiter = limiter
         self._conn: smtplib.SMTP | None = None
         self._sent_on_conn = 0
+        # The envelope written ahead on the connection (pipelined with the previous content) whose
+        # three replies are still to be read: only ever the next message of the same send_many.
+        self._ahead: _Wire | None = None
         self._lock = threading.RLock()
         self.connections_opened = 0  # how many connections this sender has opened (tests, metrics)
 
@@ -160,6 +181,7 @@ class SmtpSender:
         """QUIT politely and close; the next send opens a new connection."""
         with self._lock:
             conn, self._conn = self._conn, None
+            self._ahead = None
             if conn is None:
                 return
             try:
@@ -170,6 +192,7 @@ class SmtpSender:
                 conn.close()
 
     def _discard(self) -> None:
+        self._ahead = None
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
@@ -198,7 +221,8 @@ class SmtpSender:
 
     def send(self, spec: EmailMessageSpec) -> SendResult:
         """Send one message; raises ``SmtpTransientError`` / ``SmtpTerminalError`` subclasses."""
-        outcome = self._deliver(spec)
+        wire = self._wire(spec)
+        outcome = wire if isinstance(wire, SmtpError) else self._deliver(wire, None)
         if isinstance(outcome, SmtpError):
             raise outcome
         return outcome
@@ -209,18 +233,27 @@ class SmtpSender:
         A refused recipient fails only its own message. A failure to connect, negotiate TLS or
         authenticate stops the batch: the remaining specs get a copy of that error (not attempted).
         """
+        specs = list(specs)
+        wires = [self._wire(spec) for spec in specs]
         results: list[SendResult | SmtpError] = []
         fatal: SmtpError | None = None
-        for spec in specs:
-            if fatal is not None:
-                results.append(self._not_attempted(fatal, spec))
-                continue
-            outcome = self._deliver(spec)
-            results.append(outcome)
-            if isinstance(outcome, SmtpAuthError | SmtpConfigError) or (
-                isinstance(outcome, SmtpError) and outcome.stage in _CONNECTION_STAGES
-            ):
-                fatal = outcome
+        with self._lock:  # the whole batch: an envelope written ahead belongs to its next message
+            try:
+                for index, (spec, wire) in enumerate(zip(specs, wires, strict=True)):
+                    if fatal is not None:
+                        results.append(self._not_attempted(fatal, spec))
+                        continue
+                    following = wires[index + 1] if index + 1 < len(wires) else None
+                    following = following if isinstance(following, _Wire) else None
+                    outcome = wire if isinstance(wire, SmtpError) else self._deliver(wire, following)
+                    results.append(outcome)
+                    if isinstance(outcome, SmtpAuthError | SmtpConfigError) or (
+                        isinstance(outcome, SmtpError) and outcome.stage in _CONNECTION_STAGES
+                    ):
+                        fatal = outcome
+            finally:
+                if self._ahead is not None:  # replies no one will read: the connection is out of step
+                    self._discard()
         return results
 
     def _not_attempted(self, error: SmtpError, spec: EmailMessageSpec) -> SmtpError:
@@ -245,15 +278,19 @@ class SmtpSender:
             return self.config.message_id_domain
         return _from_domain(spec.from_addr)
 
-    def _deliver(self, spec: EmailMessageSpec) -> SendResult | SmtpError:
+    def _wire(self, spec: EmailMessageSpec) -> _Wire | SmtpError:
         try:
             wire = render(spec, self._domain_for(spec))
             sender = envelope_sender(spec)
-            recipient = spec.to_normalized
         except ValueError as exc:
             return SmtpInvalidMessage(str(exc), stage="message")
         message_id = message_id_for(spec.message_id_local, self._domain_for(spec))
-        payload = _dot_stuff(wire)
+        return _Wire(sender, spec.to_normalized, message_id, _dot_stuff(wire))
+
+    def _deliver(self, wire: _Wire, following: _Wire | None) -> SendResult | SmtpError:
+        """Send ``wire`` (retrying once on a new connection when it cannot have been taken);
+        ``following`` is the batch's next message, whose envelope may ride along (module doc)."""
+        message_id = wire.message_id
         with self._lock:
             error: SmtpError
             for attempt in (1, 2):
@@ -261,7 +298,7 @@ class SmtpSender:
                     self._limiter.acquire()
                 try:
                     conn = self._connection()
-                    code, text = self._transaction(conn, sender, recipient, payload)
+                    code, text = self._transaction(conn, wire, following)
                 except _Reconnect as retry:
                     self._discard()
                     error = retry.error
@@ -288,37 +325,42 @@ class SmtpSender:
             if self._limiter is not None:
                 self._limiter.penalize(self.config.throttle_backoff)
 
-    def _transaction(self, conn: smtplib.SMTP, sender: str, recipient: str, payload: bytes) -> tuple[int, str]:
+    def _transaction(self, conn: smtplib.SMTP, wire: _Wire, following: _Wire | None) -> tuple[int, str]:
         """MAIL, RCPT, DATA, content, final reply. Raises ``_Reconnect`` or ``SmtpError``.
 
         With PIPELINING (RFC 2920; Postfix, SES, SendGrid and Mailgun offer it) MAIL, RCPT and DATA
-        go out in one write and their three replies are read after it: two round trips per message
-        instead of four. The addresses are normalised ASCII addr-specs, so the commands are written
-        as they are (``smtplib.mail``/``rcpt`` would parse each address again).
+        go out in one write and their three replies are read after it, and in a batch that write is
+        the previous message's content (module doc). The addresses are normalised ASCII
+        addr-specs, so the commands are written as they are (``smtplib.mail``/``rcpt`` would parse
+        each address again).
         """
         stage: Stage = "mail"
         content_sent = False
-        size = f" SIZE={len(payload)}" if conn.has_extn("size") else ""
         pipelined = conn.has_extn("pipelining")
+        written_ahead, self._ahead = self._ahead is wire, None
         try:
             if pipelined:
-                conn.send(f"MAIL FROM:<{sender}>{size}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n")
+                if not written_ahead:
+                    conn.send(_envelope(conn, wire))
                 replies = []
                 for _ in _STAGES:
                     replies.append(conn.getreply())
                     if replies[-1][0] == 421:  # closing: the next replies will never come
                         break
             else:  # one command at a time, stopping at the first refusal
-                replies = [conn.docmd("MAIL", f"FROM:<{sender}>{size}")]
+                size = f" SIZE={len(wire.payload)}" if conn.has_extn("size") else ""
+                replies = [conn.docmd("MAIL", f"FROM:<{wire.sender}>{size}")]
                 if replies[-1][0] in _EXPECTED["mail"]:
-                    replies.append(conn.docmd("RCPT", f"TO:<{recipient}>"))
+                    replies.append(conn.docmd("RCPT", f"TO:<{wire.recipient}>"))
                     if replies[-1][0] in _EXPECTED["rcpt"]:
                         replies.append(conn.docmd("DATA"))
             refused = [(st, c, r) for st, (c, r) in zip(_STAGES, replies, strict=False) if c not in _EXPECTED[st]]
             if not refused:
                 stage = "data"
-                conn.send(payload)
+                ahead = following if pipelined and following is not None and self._may_send_another() else None
+                conn.send(wire.payload + _envelope(conn, ahead) if ahead is not None else wire.payload)
                 content_sent = True
+                self._ahead = ahead
                 code, reply = conn.getreply()
             else:
                 stage, code, reply = refused[0]
@@ -344,8 +386,16 @@ class SmtpSender:
         if code == 421:
             # "Service closing": the server refused this transaction and is hanging up.
             raise _Reconnect(error)
-        self._reset(conn)
+        if self._ahead is None:
+            self._reset(conn)
+        # else: refused at its final reply, the transaction is over, and the next one's DATA may be
+        # open (an RSET now would be read as its content): the next message reads its replies.
         raise error
+
+    def _may_send_another(self) -> bool:
+        """Whether the connection may carry the message after the one being sent."""
+        limit = self.config.max_messages_per_connection
+        return limit is None or self._sent_on_conn + 2 <= limit
 
     def _reset(self, conn: smtplib.SMTP) -> None:
         """RSET after a refused transaction so the connection can carry the next one."""
@@ -435,6 +485,12 @@ def _map_connect_error(exc: Exception, stage: Stage) -> SmtpError:
     if stage == "auth":  # "No suitable authentication method found."
         return SmtpAuthError(str(exc), stage=stage)
     return SmtpTransientError(f"SMTP failure: {exc}", stage=stage)
+
+
+def _envelope(conn: smtplib.SMTP, wire: _Wire) -> bytes:
+    """MAIL, RCPT and DATA of ``wire`` as one pipelined write."""
+    size = f" SIZE={len(wire.payload)}" if conn.has_extn("size") else ""
+    return f"MAIL FROM:<{wire.sender}>{size}\r\nRCPT TO:<{wire.recipient}>\r\nDATA\r\n".encode("ascii")
 
 
 def _dot_stuff(payload: bytes) -> bytes:

@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import orjson
 from django.db import IntegrityError, connection, transaction
@@ -108,7 +109,7 @@ def _insert_selected(campaign: Campaign, contact_ids: list[int], now: dt.datetim
     materialising went into building and converting row tuples). A message that exists already
     (a repeated batch) is skipped by its unique dedupe key."""
     table, contacts = (connection.ops.quote_name(m._meta.db_table) for m in (Message, Contact))
-    columns = ", ".join(connection.ops.quote_name(Message._meta.get_field(name).column) for name in COLUMNS)
+    columns = ", ".join(connection.ops.quote_name(Message._meta.get_field(name).column) for name in COLUMNS)  # type: ignore[union-attr,arg-type]
     when = connection.ops.adapt_datetimefield_value(now)
     context = orjson.dumps({"custom": campaign.custom} if campaign.custom else {}).decode()
     ids = ", ".join(str(int(pk)) for pk in contact_ids)
@@ -118,7 +119,7 @@ def _insert_selected(campaign: Campaign, contact_ids: list[int], now: dt.datetim
         f"%s || c.id, {_NEW_KEY[connection.vendor]}, %s, %s, %s, %s, 0, '', '', '', '', %s "
         f"FROM {contacts} c WHERE c.id IN ({ids}) ON CONFLICT DO NOTHING"
     )
-    params = [campaign.store_id, campaign.channel, campaign.purpose, campaign.template_id, context,
+    params: list[Any] = [campaign.store_id, campaign.channel, campaign.purpose, campaign.template_id, context,
               f"campaign:{campaign.pk}:", campaign.pk, PRIORITY[campaign.purpose], Message.Status.QUEUED,  # type: ignore[index]
               when, when]  # fmt: skip
     with connection.cursor() as cursor:

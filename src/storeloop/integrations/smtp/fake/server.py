@@ -151,6 +151,10 @@ class _Session(SMTP):
         self.fake._closed(self)
         super().connection_lost(error)
 
+    def data_received(self, data: bytes) -> None:
+        self.fake.reads_by_session[self.session_id] += 1  # the server's thread only
+        super().data_received(data)
+
     @property
     def secure(self) -> bool:
         return self._tls_protocol is not None or self.fake.tls
@@ -305,6 +309,9 @@ class FakeSmtpServer:
         self.reject_recipients: dict[str, tuple[int, str]] = {}
         self.bounce_recipients: dict[str, tuple[str, str]] = {}
         self.fail_next = 0
+        # How many times each connection's bytes arrived (session id -> reads): the client's round
+        # trips, as the tests of pipelining count them.
+        self.reads_by_session: collections.Counter[int] = collections.Counter()
         self.fail_reply: tuple[int, str] = (451, "4.3.0 Temporary local problem, try again later")
         self.fail_stage: FailStage = "data"
         self.disconnect_next = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Callable
 
 import pytest
 
@@ -281,3 +282,88 @@ def test_plaintext_credentials_to_a_remote_host_are_refused() -> None:
     with pytest.raises(ValueError, match="without TLS"):
         SmtpConfig("smtp.example.com", 25, "none", "user", "pass")
     SmtpConfig("localhost", 25, "none", "user", "pass")  # loopback relay is fine
+
+
+# --- batches: each message's content goes out with the next message's envelope (RFC 2920) --------
+
+
+class _FaultBeforeMessage(RecordingLimiter):
+    """Arms a fault on the fake when message ``n`` of a batch takes its slot: by then the message's
+    envelope has already gone out with the previous message's content."""
+
+    def __init__(self, n: int, arm: Callable[[], None]) -> None:
+        super().__init__()
+        self.n, self.arm = n, arm
+
+    def acquire(self, cost: int = 1) -> None:
+        super().acquire(cost)
+        if self.acquired == self.n:
+            self.arm()
+
+
+def _batch_with(fake: FakeSmtpServer, n: int, arm: Callable[[], None]) -> list[SendResult | SmtpError]:
+    with SmtpSender(config_for(fake), limiter=_FaultBeforeMessage(n, arm)) as sender:
+        return sender.send_many([make_spec(i) for i in range(1, 5)])
+
+
+def test_a_batch_rides_one_connection_with_one_round_trip_per_message(fake: FakeSmtpServer) -> None:
+    results = _batch_with(fake, 0, lambda: None)
+    assert all(isinstance(r, SendResult) for r in results)
+    assert (fake.connections, sorted(fake.count_by_message_id().values())) == (1, [1, 1, 1, 1])
+    # What the server received, write by write: EHLO, the first envelope, each message's content
+    # with the next one's envelope (the last alone), QUIT. One at a time it would be 1 + 2 x 4 + 1.
+    assert fake.reads_by_session[1] == 1 + 1 + 4 + 1
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [((451, "4.3.0 Try again later"), SmtpTransientError), ((554, "5.7.1 Spam"), SmtpMessageRejected)],
+)
+def test_a_refusal_at_the_end_of_data_in_a_batch_fails_only_that_message(
+    fake: FakeSmtpServer, reply: tuple[int, str], error: type[SmtpError]
+) -> None:
+    def arm() -> None:
+        fake.fail_next, fake.fail_stage, fake.fail_reply = 1, "data", reply
+
+    results = _batch_with(fake, 2, arm)
+    assert [type(r) for r in results] == [SendResult, error, SendResult, SendResult]
+    assert (results[1].code, results[1].stage, results[1].message_id) == (reply[0], "data", "<msg_0002@shop.example>")
+    assert not getattr(results[1], "maybe_delivered", False)
+    # No RSET went out while the next message's DATA was open: it would have become its content.
+    assert fake.count_by_message_id() == {f"<msg_{n:04d}@shop.example>": 1 for n in (1, 3, 4)}
+    assert all(b"RSET" not in m.raw for m in fake.messages)
+    assert fake.connections == 1
+
+
+def test_a_closing_reply_at_the_end_of_data_in_a_batch_sends_the_rest_on_a_new_connection(
+    fake: FakeSmtpServer,
+) -> None:
+    def arm() -> None:
+        fake.fail_next, fake.fail_stage, fake.fail_reply = 1, "data", (421, "4.3.2 Shutting down")
+
+    results = _batch_with(fake, 2, arm)
+    assert all(isinstance(r, SendResult) for r in results)  # message 2 again, once, on the new one
+    assert fake.count_by_message_id() == {f"<msg_{n:04d}@shop.example>": 1 for n in (1, 2, 3, 4)}
+    assert fake.connections == 2
+
+
+@pytest.mark.parametrize(("kept", "lost"), [(False, 3), (True, 2)])
+def test_a_connection_lost_awaiting_a_batch_messages_reply_never_resends_it(
+    fake: FakeSmtpServer, kept: bool, lost: int
+) -> None:
+    """Armed when message 2 takes its slot. Dropped mid-DATA, it is message 3 whose DATA went out
+    with message 2's content (not kept); dropped after accepting, message 2 (kept, reply lost).
+    Either way that message's outcome is unknown and it is not resent; the rest go, once each,
+    on a new connection."""
+
+    def arm() -> None:
+        fake.disconnect_next, fake.disconnect_after_accept = 1, kept
+
+    results = _batch_with(fake, 2, arm)
+    unknown = results[lost - 1]
+    assert isinstance(unknown, SmtpTransientError)
+    assert (unknown.maybe_delivered, unknown.message_id) == (True, f"<msg_{lost:04d}@shop.example>")
+    assert all(isinstance(r, SendResult) for n, r in enumerate(results, 1) if n != lost)
+    expected = (1, 2, 3, 4) if kept else (1, 2, 4)
+    assert fake.count_by_message_id() == {f"<msg_{n:04d}@shop.example>": 1 for n in expected}
+    assert fake.connections == 2
