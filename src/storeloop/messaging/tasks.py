@@ -23,10 +23,18 @@ DISPATCH_BUDGET_SECONDS = 10.0
 @durable_task(queue="default", max_attempts=10, retry_base_seconds=5, retry_max_seconds=300)
 def materialise_campaign(campaign_id: str) -> dict[str, object]:
     """Start a due campaign and insert its messages. Safe to run twice: batches resume from the
-    committed cursor and every message has a unique dedupe key."""
+    committed cursor and every message has a unique dedupe key.
+
+    The first run inserts one batch and queues the rest behind the drain that batch asked for, so
+    the first messages go out while the rest of the audience is inserted: an idle worker starts
+    sending instead of waiting for the whole audience (two campaigns started together used to
+    keep both workers inserting for seconds before anything was sent)."""
+    from storeloop.messaging.campaigns.models import Campaign
     from storeloop.messaging.manager import MessagingManager
 
-    return MessagingManager().materialise_campaign(int(campaign_id)).as_dict()
+    first_run = not Campaign.objects.filter(pk=int(campaign_id), cursor__gt=0).exists()
+    options = {"budget_seconds": 0.0} if first_run else {}
+    return MessagingManager().materialise_campaign(int(campaign_id), **options).as_dict()
 
 
 @durable_task(queue="default", max_attempts=2)

@@ -216,6 +216,32 @@ def test_a_time_budget_queues_the_rest_as_a_continuation(store: Any, news: Any) 
     assert queued.order_by("-enqueued_at").first().args_kwargs == {"args": [str(campaign.pk)], "kwargs": {}}
 
 
+def test_the_first_run_of_the_task_hands_over_to_sending_after_one_batch(store: Any, news: Any) -> None:
+    """The worker task's first run inserts one batch (1,000) and queues the rest behind the drain
+    it asked for; the continuation inserts the rest."""
+    from storeloop.consent.models import ConsentEvent, ConsentState
+    from storeloop.messaging.tasks import materialise_campaign
+
+    contacts = Contact.objects.bulk_create(Contact(store=store, email=f"k{i}@example.com") for i in range(1200))
+    events = ConsentEvent.objects.bulk_create(
+        ConsentEvent(store=store, contact=c, channel="email", purpose="marketing", action="grant", source="checkout",
+                     occurred_at=NOON) for c in contacts
+    )  # fmt: skip
+    ConsentState.objects.bulk_create(
+        ConsentState(store=store, contact=e.contact, channel="email", purpose="marketing", status="granted",
+                     lawful_basis="consent", last_event=e, updated_at=NOON) for e in events
+    )  # fmt: skip
+    campaign = manager.send_bulk_message(store, template_key="news", channel="email", audience=EVERYONE)
+    DBTaskResult.objects.all().delete()
+    first = materialise_campaign.call(str(campaign.pk))
+    assert (first["batches"], first["messages"], first["continued"], first["materialised"]) == (1, 1000, True, False)
+    paths = list(DBTaskResult.objects.order_by("enqueued_at").values_list("task_path", flat=True))
+    assert paths == ["storeloop.messaging.tasks.dispatch_messages", "storeloop.messaging.tasks.materialise_campaign"]
+    rest = materialise_campaign.call(str(campaign.pk))
+    assert (rest["messages"], rest["continued"], rest["materialised"]) == (200, False, True)
+    assert Message.objects.filter(campaign_id=campaign.pk).count() == 1200
+
+
 def test_batches_are_a_fixed_number_of_queries(store: Any, news: Any) -> None:
     for i in range(30):
         person(store, f"p{i:02}", consent=("email",))
