@@ -6,7 +6,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
+from storeloop.consent.models import ConsentEvent, ConsentState
 from storeloop.consent.services import MessagingConsentManager
 from storeloop.contacts.models import Contact
 from storeloop.integrations.smtp.fake import FakeSmtpServer
@@ -14,6 +16,23 @@ from storeloop.integrations.twilio.fake import FakeTwilio
 from storeloop.messaging.templates import TemplateRepository
 
 gate = MessagingConsentManager()
+
+
+def bulk_audience(store: Any, size: int) -> list[Contact]:
+    """``size`` contacts with marketing e-mail consent, inserted in bulk (setup, not the subject)."""
+    now = timezone.now()
+    contacts = Contact.objects.bulk_create(
+        Contact(store=store, email=f"k{i:05}@example.com", first_name=f"K{i}") for i in range(size)
+    )
+    events = ConsentEvent.objects.bulk_create(
+        ConsentEvent(store=store, contact=c, channel="email", purpose="marketing", action="grant", source="checkout",
+                     occurred_at=now) for c in contacts
+    )  # fmt: skip
+    ConsentState.objects.bulk_create(
+        ConsentState(store=store, contact=e.contact, channel="email", purpose="marketing", status="granted",
+                     lawful_basis="consent", last_event=e, updated_at=now) for e in events
+    )  # fmt: skip
+    return contacts
 
 
 def publish(store: Any, key: str, channel: str, **fields: Any) -> Any:

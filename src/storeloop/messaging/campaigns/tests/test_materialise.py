@@ -22,7 +22,7 @@ from storeloop.core.errors import ValidationError
 from storeloop.messaging.campaigns.eligibility import eligible_q
 from storeloop.messaging.campaigns.errors import CampaignStateError
 from storeloop.messaging.campaigns.models import Campaign
-from storeloop.messaging.campaigns.tests.conftest import person, publish
+from storeloop.messaging.campaigns.tests.conftest import bulk_audience, person, publish
 from storeloop.messaging.dispatcher import MessageDispatcher
 from storeloop.messaging.manager import MessagingManager
 from storeloop.messaging.models import Message
@@ -219,18 +219,9 @@ def test_a_time_budget_queues_the_rest_as_a_continuation(store: Any, news: Any) 
 def test_the_first_run_of_the_task_hands_over_to_sending_after_one_batch(store: Any, news: Any) -> None:
     """The worker task's first run inserts one batch (1,000) and queues the rest behind the drain
     it asked for; the continuation inserts the rest."""
-    from storeloop.consent.models import ConsentEvent, ConsentState
     from storeloop.messaging.tasks import materialise_campaign
 
-    contacts = Contact.objects.bulk_create(Contact(store=store, email=f"k{i}@example.com") for i in range(1200))
-    events = ConsentEvent.objects.bulk_create(
-        ConsentEvent(store=store, contact=c, channel="email", purpose="marketing", action="grant", source="checkout",
-                     occurred_at=NOON) for c in contacts
-    )  # fmt: skip
-    ConsentState.objects.bulk_create(
-        ConsentState(store=store, contact=e.contact, channel="email", purpose="marketing", status="granted",
-                     lawful_basis="consent", last_event=e, updated_at=NOON) for e in events
-    )  # fmt: skip
+    bulk_audience(store, 1200)
     campaign = manager.send_bulk_message(store, template_key="news", channel="email", audience=EVERYONE)
     DBTaskResult.objects.all().delete()
     first = materialise_campaign.call(str(campaign.pk))

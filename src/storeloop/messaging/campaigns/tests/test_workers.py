@@ -19,12 +19,10 @@ from django.utils import timezone
 from django_tasks.base import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
-from storeloop.consent.models import ConsentEvent, ConsentState
-from storeloop.contacts.models import Contact
 from storeloop.integrations.smtp.fake import FakeSmtpServer
 from storeloop.integrations.twilio.fake import FakeTwilio
 from storeloop.messaging.campaigns.models import Campaign
-from storeloop.messaging.campaigns.tests.conftest import person, publish
+from storeloop.messaging.campaigns.tests.conftest import bulk_audience, person, publish
 from storeloop.messaging.channels.connections import connect_smtp, connect_twilio
 from storeloop.messaging.manager import MessagingManager
 from storeloop.messaging.models import Message
@@ -128,23 +126,6 @@ def test_worker_and_scheduler_deliver_campaigns_and_single_messages(
         assert (figures.targeted, figures.sent, figures.suppressed, figures.queued) == (61, count, 61 - count, 0)
 
 
-def _bulk_audience(store: Any, size: int) -> list[Contact]:
-    """``size`` contacts with marketing e-mail consent, inserted in bulk (setup, not the subject)."""
-    now = timezone.now()
-    contacts = Contact.objects.bulk_create(
-        Contact(store=store, email=f"k{i:05}@example.com", first_name=f"K{i}") for i in range(size)
-    )
-    events = ConsentEvent.objects.bulk_create(
-        ConsentEvent(store=store, contact=c, channel="email", purpose="marketing", action="grant", source="checkout",
-                     occurred_at=now) for c in contacts
-    )  # fmt: skip
-    ConsentState.objects.bulk_create(
-        ConsentState(store=store, contact=e.contact, channel="email", purpose="marketing", status="granted",
-                     lawful_basis="consent", last_event=e, updated_at=now) for e in events
-    )  # fmt: skip
-    return contacts
-
-
 def test_a_worker_killed_mid_campaign_leaves_everyone_with_exactly_one_message(
     store: Any, news: Any, smtp: FakeSmtpServer, sqlite_or_pg_url: str, processes: list[Any]
 ) -> None:
@@ -153,7 +134,7 @@ def test_a_worker_killed_mid_campaign_leaves_everyone_with_exactly_one_message(
     size = 5500
     connect_smtp(store_id=store.pk, host=smtp.host, port=smtp.port, security="none", from_addr="shop@shop.example",
                  messages_per_second=1000)  # fmt: skip
-    contacts = _bulk_audience(store, size)
+    contacts = bulk_audience(store, size)
     manager = MessagingManager()
     campaign = manager.send_bulk_message(store, template_key="news", channel="email", audience=EVERYONE)
 
