@@ -23,10 +23,12 @@ import queue
 import random
 import threading
 import time
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
@@ -209,7 +211,7 @@ class MessageDispatcher:
         """Everything before the provider calls: the gate, caps, quiet hours and rendering, the
         decisions written, and the attempt of what will be sent on record (status ``sending``)."""
         now = timezone.now()
-        messages = self._within_send_window(_load_batch(ids))
+        messages = self._within_send_window(_load_batch(ids), channel_cache)
         counts: Counter[str] = Counter()
         ready: list[tuple[Message, Envelope]] = []
         delayed: dict[int, tuple[dt.datetime, str]] = {}
@@ -318,23 +320,20 @@ class MessageDispatcher:
         return [(m, e) for m, e in ready if m.pk in still_queued]
 
     @staticmethod
-    def _within_send_window(messages: list[Message]) -> list[Message]:
+    def _within_send_window(messages: list[Message], channel_cache: _ChannelCache) -> list[Message]:
         """Keep per store and channel only what its send rate gets out in ``SEND_WINDOW``; release
         the rest to the queue. Sends are paced to the rate, and a batch that outlived its claim
         would be reaped as ``unknown`` while still being sent (500 messages at 1/s)."""
         groups: dict[tuple[int, str], list[Message]] = defaultdict(list)
         for message in messages:
             groups[(message.store_id, message.channel)].append(message)
-        rates = {
-            (c.store_id, c.channel): send_rate(c)
-            for c in MessagingConnection.objects.filter(store_id__in={k[0] for k in groups})
-        }
+        rates = channel_cache.send_rates({store_id for store_id, _ in groups})
         kept: list[Message] = []
         released: list[int] = []
         for key, group in groups.items():
             limit = max(1, int(rates.get(key, 10.0) * SEND_WINDOW.total_seconds()))
             kept.extend(group[:limit])
-            released.extend(m.pk for m in group[limit:])
+            released.extend(m.id for m in group[limit:])
         if released:
             Message.objects.filter(pk__in=released, status=Status.QUEUED).update(claimed_until=None)
         return kept
@@ -471,30 +470,63 @@ def _load_batch(ids: list[int]) -> list[Message]:
     """The claimed messages with their contacts (one query), and each store and template version
     once per batch rather than joined per row (a store's secrets are decrypted on load).
 
-    Rows become model instances the way Django builds ones with deferred fields, minus
-    ``Model.__init__`` (its per-field loop and init signals were a sixth of the dispatcher's time):
-    the loaded values in ``__dict__``, the state of a saved instance, the contact in the relation
-    cache, as ``select_related`` leaves it. The batch path reads and updates through querysets only.
+    Rows become model instances the way Django builds ones with deferred fields, minus the ORM's
+    per-row machinery (``Model.__init__``, its iterators and descriptors were a quarter of the
+    dispatcher's time): the loaded values in ``__dict__``, the state of a saved instance, the
+    contact, store and template in the relation cache, as ``select_related`` leaves them. The
+    batch path reads and updates through querysets only.
     """
-    rows = Message.objects.filter(ids_in(Message, "id", ids)).values_list(
-        *_BATCH_FIELDS, *(f"contact__{name}" for name in _CONTACT_FIELDS)
+    if not ids:
+        return []
+    with db_connection.cursor() as cursor:
+        cursor.execute(_batch_select() + "(" + ", ".join(str(int(pk)) for pk in ids) + ")")
+        rows = cursor.fetchall()
+    context_field = Message._meta.get_field("context")
+    split, store_at, template_at = (
+        len(_BATCH_FIELDS),
+        _BATCH_FIELDS.index("store_id"),
+        _BATCH_FIELDS.index("template_id"),
     )
-    split = len(_BATCH_FIELDS)
+    stores = Store.objects.in_bulk({row[store_at] for row in rows})
+    versions = TemplateVersion.objects.select_related("template").in_bulk(
+        {row[template_at] for row in rows if row[template_at] is not None}
+    )
     messages = []
     for row in rows:
-        message = _saved_instance(Message, dict(zip(_BATCH_FIELDS, row[:split], strict=True)))
+        values = dict(zip(_BATCH_FIELDS, row[:split], strict=True))
+        key = values["idempotency_key"]
+        values["idempotency_key"] = key if isinstance(key, uuid.UUID) else uuid.UUID(key)
+        values["context"] = context_field.from_db_value(values["context"], None, db_connection)  # type: ignore[attr-defined,arg-type]
+        message = _saved_instance(Message, values)
         contact = _saved_instance(Contact, dict(zip(_CONTACT_FIELDS, row[split:], strict=True)))
-        message._state.fields_cache["contact"] = contact
+        template_id = values["template_id"]
+        message._state.fields_cache = {
+            "contact": contact, "store": stores[values["store_id"]],
+            "template": versions[template_id] if template_id is not None else None,
+        }  # fmt: skip
         messages.append(message)
-    stores = Store.objects.in_bulk({m.store_id for m in messages})
-    versions = TemplateVersion.objects.select_related("template").in_bulk(
-        {m.template_id for m in messages if m.template_id is not None}
-    )
-    for message in messages:
-        message.store = stores[message.store_id]
-        if message.template_id is not None:
-            message.template = versions[message.template_id]
     return messages
+
+
+@lru_cache(maxsize=4)
+def _select_for(vendor: str) -> str:
+    quote = db_connection.ops.quote_name
+
+    def column(model: type[Model], name: str) -> str:
+        return quote(str(model._meta.get_field(name).column))  # type: ignore[union-attr]
+
+    columns = [f"m.{column(Message, name)}" for name in _BATCH_FIELDS]
+    columns += [f"c.{column(Contact, name)}" for name in _CONTACT_FIELDS]
+    return (
+        f"SELECT {', '.join(columns)} FROM {quote(Message._meta.db_table)} m "  # noqa: S608 (quoted names only)
+        f"INNER JOIN {quote(Contact._meta.db_table)} c "
+        f"ON c.{column(Contact, 'id')} = m.{column(Message, 'contact_id')} WHERE m.{column(Message, 'id')} IN "
+    )
+
+
+def _batch_select() -> str:
+    """The batch's ``SELECT`` up to its id list (built once per database vendor)."""
+    return _select_for(db_connection.vendor)
 
 
 def fair_share(queues: list[list[_T]], size: int, first: int = 0) -> list[_T]:
@@ -549,13 +581,14 @@ def _send_chunk(channel: ChannelInterface | str, name: str, envelopes: list[Enve
 
 class _ChannelCache:
     """The channels of a drain's batches per store and channel, or why there is none (not
-    configured: nothing is sent, the messages are tried again later). Looked up in the preparing
-    thread, which already holds a database connection, and again after ``CHANNEL_TTL``: a
-    connection changed or switched off meanwhile takes effect within that time."""
+    configured: nothing is sent, the messages are tried again later), and the stores' send rates.
+    Looked up in the preparing thread, which already holds a database connection, and again after
+    ``CHANNEL_TTL``: a connection changed or switched off meanwhile takes effect within that time."""
 
     def __init__(self, factory: ChannelFactory) -> None:
         self._factory = factory
         self._entries: dict[tuple[int, str], tuple[float, ChannelInterface | str]] = {}
+        self._rates: dict[int, tuple[float, dict[str, float]]] = {}  # store -> (expiry, channel -> rate)
 
     def get(self, store: Store, name: str) -> ChannelInterface | str:
         now = time.monotonic()
@@ -569,6 +602,21 @@ class _ChannelCache:
             channel = exc.message[:500]
         self._entries[(store.pk, name)] = (now + CHANNEL_TTL, channel)
         return channel
+
+    def send_rates(self, store_ids: set[int]) -> dict[tuple[int, str], float]:
+        """``(store, channel) -> messages/s`` of the stores' connections (one query for those
+        not looked up within ``CHANNEL_TTL``)."""
+        now = time.monotonic()
+        stale = {pk for pk in store_ids if (entry := self._rates.get(pk)) is None or entry[0] <= now}
+        if stale:
+            fresh: dict[int, dict[str, float]] = {pk: {} for pk in stale}
+            connections = MessagingConnection.objects.filter(store_id__in=stale).only(
+                "store_id", "channel", "provider", "messages_per_second"
+            )  # not the credentials: decrypting them is the factory's business
+            for connection in connections:
+                fresh[connection.store_id][connection.channel] = send_rate(connection)
+            self._rates.update((pk, (now + CHANNEL_TTL, rates)) for pk, rates in fresh.items())
+        return {(pk, name): rate for pk in store_ids for name, rate in self._rates[pk][1].items()}
 
 
 class _SendPool:
