@@ -273,7 +273,8 @@ class MessageDispatcher:
                 wa_template_name=template.wa_template_name, wa_language=template.wa_language,
             )))  # fmt: skip
         self._write_decisions(closed, delayed, counts)
-        channels = {(m.store_id, m.channel): lookups.get(m.store, m.channel) for m, _ in ready}
+        senders = {(m.store_id, m.channel): m.store for m, _ in ready}  # the channels once, not per message
+        channels = {key: lookups.get(store, key[1]) for key, store in senders.items()}
         if ready:
             ready = self._mark_sending(ready, last_sent, preferences, now, counts)
         return _Prepared(ready, counts, channels)

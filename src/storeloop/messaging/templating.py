@@ -16,6 +16,7 @@ from typing import Any
 from jinja2 import ChainableUndefined, StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from markupsafe import escape
 
 ALLOWED_ROOTS = frozenset({"contact", "order", "store", "custom"})
 # Always available, filled in by the sender: links every marketing message must carry.
@@ -149,9 +150,73 @@ def render(source: str, context: Mapping[str, Any], *, field: str, html: bool = 
     if not source:
         return ""
     try:
+        substituted = _substitute(_substitution(source, html), context, html)
+        if substituted is not None:
+            return substituted
         return str(_compiled(source, html).render(**context))
     except Exception as exc:
         raise _problem_of(exc, field) from None
+
+
+# --- substitution-only templates --------------------------------------------------------------
+# Most message templates are text with ``{{ contact.first_name }}``-style values and nothing else.
+# For those, rendering is joining the text with the values looked up in the context, exactly as
+# the sandbox would: a fifth of the cost of a Jinja render (a new context, a generator, sandboxed
+# lookups), which the dispatcher pays up to three times per message. Anything else, or a lookup
+# that would not be a plain dictionary item (a missing key, a dict method's name, a non-dict
+# value on the way), renders through Jinja, which also gives its errors.
+
+_Part = str | tuple[str, ...]  # literal text, or a path: the variable and the keys below it
+_DICT_ATTRIBUTES = frozenset(dir(dict))  # the sandbox reads these as attributes, not items
+_NOT_FOUND = object()
+
+
+@lru_cache(maxsize=2048)
+def _substitution(source: str, html: bool) -> tuple[_Part, ...] | None:
+    """The template as parts when it is only text and ``{{ name.key.key }}`` outputs, else None."""
+    try:
+        tree = (_HTML_ENV if html else _TEXT_ENV).parse(source)
+    except TemplateSyntaxError:
+        return None
+    parts: list[_Part] = []
+    for node in tree.body:
+        if not isinstance(node, nodes.Output):
+            return None
+        for child in node.nodes:
+            if isinstance(child, nodes.TemplateData):
+                parts.append(child.data)
+                continue
+            keys: list[str] = []
+            while isinstance(child, nodes.Getattr):
+                keys.append(child.attr)
+                child = child.node
+            if not isinstance(child, nodes.Name) or child.ctx != "load":
+                return None
+            if any(key.startswith("_") or key in _DICT_ATTRIBUTES for key in keys):
+                return None
+            parts.append((child.name, *reversed(keys)))
+    return tuple(parts)
+
+
+def _substitute(parts: tuple[_Part, ...] | None, context: Mapping[str, Any], html: bool) -> str | None:
+    """The rendered text, or None when Jinja must render it (see above). What a value becomes is
+    Jinja's own: ``str()``, or ``markupsafe.escape()`` with autoescaping."""
+    if parts is None:
+        return None
+    out: list[str] = []
+    for part in parts:
+        if type(part) is str:
+            out.append(part)
+            continue
+        value = context.get(part[0], _NOT_FOUND)
+        for key in part[1:]:
+            if type(value) is not dict:
+                return None
+            value = value.get(key, _NOT_FOUND)
+        if value is _NOT_FOUND:
+            return None
+        out.append(escape(value) if html else str(value))
+    return "".join(out)
 
 
 def render_sample(source: str, context: Mapping[str, Any], *, field: str) -> str:
