@@ -158,12 +158,18 @@ class MessageDispatcher:
         return ids
 
     def drain(
-        self, *, budget_seconds: float, batch_size: int = 500, on_backlog: Callable[[], None] | None = None
+        self,
+        *,
+        budget_seconds: float,
+        batch_size: int = 500,
+        on_backlog: Callable[[], None] | None = None,
+        give_way: Callable[[], bool] | None = None,
     ) -> tuple[Counter[str], bool]:
-        """Claim and send batch after batch until nothing is due or ``budget_seconds`` are spent;
-        returns the counts and whether it stopped on the budget (more may be due). ``on_backlog``
-        is called once, when a claim first comes back full: more is due than this drain takes at
-        a time, worth another worker's drain.
+        """Claim and send batch after batch until nothing is due, ``budget_seconds`` are spent or
+        ``give_way`` (asked before each claim) says other work waits for this worker; returns the
+        counts and whether it stopped early (more may be due). ``on_backlog`` is called once,
+        when a claim first comes back full: more is due than this drain takes at a time, worth
+        another worker's drain.
 
         Pipelined: while one batch is with the providers, the next is claimed, checked, rendered and
         marked ``sending``; its results are written once the following batch is on its way. So the
@@ -177,7 +183,7 @@ class MessageDispatcher:
         channels = _DrainLookups(self.channel_factory)
         with _SendPool() as pool:
             while True:
-                out_of_time = out_of_time or time.monotonic() > deadline
+                out_of_time = out_of_time or time.monotonic() > deadline or (give_way is not None and give_way())
                 upcoming: _InFlight | None = None
                 try:
                     ids = [] if out_of_time else self._claim(batch_size, None)

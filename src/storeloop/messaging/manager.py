@@ -193,15 +193,18 @@ class MessagingManager:
         return materialise(campaign_id, **options)
 
     def dispatch_due(self, *, budget_seconds: float = 10.0, batch_size: int = 500) -> Counter[str]:
-        """Send due messages batch by batch until none is due or the budget is spent (then a
-        continuation is queued); completes campaigns that have nothing left to send."""
-        from storeloop.messaging.tasks import request_dispatch
+        """Send due messages batch by batch until none is due, the budget is spent or a campaign's
+        materialisation waits for this worker (``drain_should_give_way``; then a continuation is
+        queued); completes campaigns that have nothing left to send."""
+        from storeloop.messaging.tasks import drain_should_give_way, request_dispatch
 
         def join_in() -> None:  # a backlog: an idle worker starts a drain of its own beside this one
             with transaction.atomic():
                 request_dispatch()
 
-        total, more = self.dispatcher.drain(budget_seconds=budget_seconds, batch_size=batch_size, on_backlog=join_in)
+        total, more = self.dispatcher.drain(
+            budget_seconds=budget_seconds, batch_size=batch_size, on_backlog=join_in, give_way=drain_should_give_way
+        )
         if more:
             with transaction.atomic():
                 request_dispatch()

@@ -1,8 +1,9 @@
 """Messaging's background work: materialising campaigns and draining the dispatch queue.
 
 Sending is driven by ``dispatch_messages``, a drain (``MessageDispatcher.drain``) that sends batch
-after batch until nothing is due or its time budget is spent (then it queues its continuation, so
-other work gets a worker in between). A drain that finds more due than one batch queues another,
+after batch until nothing is due, its time budget is spent or, beside another drain, a campaign's
+materialisation waits for a worker (then it queues its continuation, so other work gets a worker
+in between). A drain that finds more due than one batch queues another,
 so an idle worker joins it at once. Whoever queues messages calls ``request_dispatch`` in the same
 transaction; the scheduler's ``kick_dispatch`` is the backstop for messages that become due
 later (schedules, back-offs, quiet hours, caps) or a drain that was missed.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from django.db import transaction
 from django.utils import timezone
+from django_tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
 from storeloop.core.tasks import durable_task, enqueue_on_commit
@@ -20,20 +22,25 @@ from storeloop.messaging.models import Message
 DISPATCH_BUDGET_SECONDS = 10.0
 
 
+CONTINUATION = "continuation"  # materialise_campaign's second argument on the runs it queues itself
+
+
 @durable_task(queue="default", max_attempts=10, retry_base_seconds=5, retry_max_seconds=300)
-def materialise_campaign(campaign_id: str) -> dict[str, object]:
+def materialise_campaign(campaign_id: str, run: str = "start") -> dict[str, object]:
     """Start a due campaign and insert its messages. Safe to run twice: batches resume from the
     committed cursor and every message has a unique dedupe key.
 
-    The first run inserts one batch and queues the rest behind the drain that batch asked for, so
+    A starting run inserts batches until one had messages in it (people the campaign leaves out
+    insert none) and queues the rest (a ``CONTINUATION`` run) behind the drain they asked for, so
     the first messages go out while the rest of the audience is inserted: an idle worker starts
-    sending instead of waiting for the whole audience (two campaigns started together used to
-    keep both workers inserting for seconds before anything was sent)."""
-    from storeloop.messaging.campaigns.models import Campaign
+    sending instead of waiting for the whole audience (two campaigns started together used to keep
+    both workers inserting for seconds before anything was sent). Whether a run starts is its
+    argument, not the campaign's progress: the timed start, the scheduler's tick and a revival may
+    each queue a starting run, and none of them may insert the whole audience ahead of the drain.
+    A drain running beside another gives way to a waiting continuation (``drain_should_give_way``)."""
     from storeloop.messaging.manager import MessagingManager
 
-    first_run = not Campaign.objects.filter(pk=int(campaign_id), cursor__gt=0).exists()
-    options = {"budget_seconds": 0.0} if first_run else {}
+    options = {} if run == CONTINUATION else {"budget_seconds": 0.0, "min_messages": 1}
     return MessagingManager().materialise_campaign(int(campaign_id), **options).as_dict()
 
 
@@ -63,6 +70,16 @@ def reap_stuck_messages() -> int:
     from storeloop.messaging.dispatcher import reap_stuck_sends
 
     return reap_stuck_sends()
+
+
+def drain_should_give_way() -> bool:
+    """Should a drain stop for a campaign's materialisation waiting for a worker? Only while
+    another drain runs: sending goes on, and the audience's messages reach the queue instead of
+    waiting behind drains that keep every worker busy while anything is due."""
+    if not DBTaskResult.objects.ready().filter(task_path=materialise_campaign.module_path).exists():
+        return False
+    running = DBTaskResult.objects.filter(status=TaskResultStatus.RUNNING, task_path=dispatch_messages.module_path)
+    return bool(running.count() > 1)
 
 
 def _dispatch_waiting() -> bool:

@@ -163,17 +163,19 @@ def materialise_campaign(
     budget_seconds: float = BUDGET_SECONDS,
     should_stop: Callable[[], bool] | None = None,
     queue_continuation: bool = True,
+    min_messages: int = 0,
 ) -> MaterialiseResult:
     """Start the campaign if it is due, then insert its messages batch by batch.
 
     Safe to run twice or concurrently (batches serialise on the campaign row). Stops when the
     audience is exhausted, the campaign is no longer running (paused, cancelled), ``should_stop``
-    says so, or the time budget is spent — then a continuation task is queued (unless the caller
+    says so, or the time budget is spent once ``min_messages`` were inserted (batches of people
+    the campaign leaves out insert none) — then a continuation task is queued (unless the caller
     drives the loop itself: ``queue_continuation=False``).
     """
     from storeloop.core.tasks import enqueue_on_commit
+    from storeloop.messaging.tasks import CONTINUATION, request_dispatch
     from storeloop.messaging.tasks import materialise_campaign as materialise_task
-    from storeloop.messaging.tasks import request_dispatch
 
     campaign = start_campaign(campaign_id)
     deadline = time.monotonic() + budget_seconds
@@ -196,10 +198,10 @@ def materialise_campaign(
             break
         if campaign.materialised_at is not None or (should_stop is not None and should_stop()):
             break
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline and inserted >= min_messages:
             if queue_continuation:
                 with transaction.atomic(durable=True):
-                    enqueue_on_commit(materialise_task, str(campaign_id))
+                    enqueue_on_commit(materialise_task, str(campaign_id), CONTINUATION)
                 continued = True
             break
     return MaterialiseResult(

@@ -429,6 +429,24 @@ def test_drain_stops_claiming_when_its_budget_is_spent(
     assert dispatcher.drain(budget_seconds=60) == (Counter({"sent": 1}), False)
 
 
+@time_machine.travel(NOON, tick=False)
+def test_drain_gives_way_between_batches_when_asked_to(
+    dispatcher: MessageDispatcher, channels: dict[str, RecordingChannel], store: Any, contact: Contact
+) -> None:
+    for key in ("t1", "t2", "t3"):
+        queue(dispatcher, store, contact, "transactional", key)
+    asked: list[int] = []
+
+    def give_way() -> bool:  # other work waits from the second claim on
+        asked.append(len(channels["email"].sent))
+        return len(asked) > 1
+
+    assert dispatcher.drain(budget_seconds=60, batch_size=1, give_way=give_way) == (Counter({"sent": 1}), True)
+    assert len(channels["email"].sent) == 1
+    assert sorted(Message.objects.values_list("status", flat=True)) == ["queued", "queued", "sent"]
+    assert dispatcher.drain(budget_seconds=60, batch_size=1, give_way=lambda: False) == (Counter({"sent": 2}), False)
+
+
 @pytest.mark.parametrize(
     ("queues", "size", "first", "expected"),
     [

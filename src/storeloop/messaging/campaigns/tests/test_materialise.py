@@ -213,7 +213,10 @@ def test_a_time_budget_queues_the_rest_as_a_continuation(store: Any, news: Any) 
     assert (result.batches, result.continued, result.materialised) == (1, True, False)
     queued = DBTaskResult.objects.filter(task_path="storeloop.messaging.tasks.materialise_campaign")
     assert queued.count() == before + 1
-    assert queued.order_by("-enqueued_at").first().args_kwargs == {"args": [str(campaign.pk)], "kwargs": {}}
+    assert queued.order_by("-enqueued_at").first().args_kwargs == {
+        "args": [str(campaign.pk), "continuation"],
+        "kwargs": {},
+    }
 
 
 def test_the_first_run_of_the_task_hands_over_to_sending_after_one_batch(store: Any, news: Any) -> None:
@@ -228,9 +231,42 @@ def test_the_first_run_of_the_task_hands_over_to_sending_after_one_batch(store: 
     assert (first["batches"], first["messages"], first["continued"], first["materialised"]) == (1, 1000, True, False)
     paths = list(DBTaskResult.objects.order_by("enqueued_at").values_list("task_path", flat=True))
     assert paths == ["storeloop.messaging.tasks.dispatch_messages", "storeloop.messaging.tasks.materialise_campaign"]
-    rest = materialise_campaign.call(str(campaign.pk))
+    assert DBTaskResult.objects.get(task_path=paths[1]).args_kwargs["args"] == [str(campaign.pk), "continuation"]
+    rest = materialise_campaign.call(str(campaign.pk), "continuation")
     assert (rest["messages"], rest["continued"], rest["materialised"]) == (200, False, True)
     assert Message.objects.filter(campaign_id=campaign.pk).count() == 1200
+
+
+def test_a_second_starting_run_also_hands_over_after_one_batch(store: Any, news: Any) -> None:
+    """The scheduler's tick queues a starting run of its own when it starts a due campaign, beside
+    the timed one: whichever runs second must not insert the whole audience ahead of the drain
+    (it did, when the first batch on record made a run a continuation)."""
+    from storeloop.messaging.tasks import materialise_campaign
+
+    bulk_audience(store, 2500)
+    campaign = manager.send_bulk_message(store, template_key="news", channel="email", audience=EVERYONE)
+    DBTaskResult.objects.all().delete()
+    first = materialise_campaign.call(str(campaign.pk))
+    second = materialise_campaign.call(str(campaign.pk))
+    assert [(run["messages"], run["continued"]) for run in (first, second)] == [(1000, True), (1000, True)]
+    assert Message.objects.filter(campaign_id=campaign.pk).count() == 2000
+    rest = materialise_campaign.call(str(campaign.pk), "continuation")
+    assert (rest["messages"], rest["materialised"]) == (500, True)
+
+
+def test_a_starting_run_goes_on_past_batches_of_people_left_out(store: Any, news: Any) -> None:
+    """A batch of people without consent inserts nothing: the starting run goes on until it has
+    something to send (else the campaign's first messages would wait for the continuation)."""
+    from storeloop.messaging.tasks import materialise_campaign
+
+    Contact.objects.bulk_create(Contact(store=store, email=f"n{i:04}@example.com") for i in range(1500))
+    bulk_audience(store, 1200)
+    campaign = manager.send_bulk_message(store, template_key="news", channel="email", audience=EVERYONE)
+    DBTaskResult.objects.all().delete()
+    first = materialise_campaign.call(str(campaign.pk))
+    assert (first["batches"], first["messages"], first["continued"]) == (2, 500, True)  # 1,000 out, then 500 of 1,000
+    rest = materialise_campaign.call(str(campaign.pk), "continuation")
+    assert (rest["messages"], rest["materialised"]) == (700, True)
 
 
 def test_batches_are_a_fixed_number_of_queries(store: Any, news: Any) -> None:

@@ -30,6 +30,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 gate = MessagingConsentManager()
 EVERYONE: dict[str, Any] = {"all": []}
 DISPATCH = "storeloop.messaging.tasks.dispatch_messages"
+MATERIALISE = "storeloop.messaging.tasks.materialise_campaign"
 
 
 @pytest.fixture
@@ -105,6 +106,34 @@ def test_a_drain_with_a_backlog_asks_for_a_second_worker(store: Any, news: Any, 
     # The five who just got the first one are held back by the frequency cap.
     assert manager.dispatch_due(batch_size=4) == Counter({"sent": 8, "delayed": 5})
     assert DBTaskResult.objects.filter(task_path=DISPATCH, status="READY").count() == 1
+
+
+def test_a_drain_beside_another_gives_way_to_a_waiting_materialisation(
+    store: Any, news: Any, relay: FakeSmtpServer
+) -> None:
+    """Drains keep a worker while anything is due; a campaign's continuation waiting behind them
+    would leave its channel idle. A drain gives way to it, but never the only one running."""
+    from storeloop.messaging.tasks import dispatch_messages, drain_should_give_way, materialise_campaign
+
+    manager = MessagingManager()
+    audience_of(store, 3)
+    campaign = manager.send_bulk_message(store, template_key="news", channel="email", audience=EVERYONE)
+    manager.materialise_campaign(campaign.pk)
+    DBTaskResult.objects.all().delete()
+    running = [dispatch_messages.enqueue().id]  # this drain, as the worker marks it
+    DBTaskResult.objects.filter(id__in=running).update(status="RUNNING")
+    later = materialise_campaign.using(run_after=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).enqueue("1")
+    assert drain_should_give_way() is False  # nothing ready to materialise
+    materialise_campaign.enqueue("1", "continuation")
+    assert drain_should_give_way() is False  # the only drain running: sending must go on
+    running.append(dispatch_messages.enqueue().id)
+    DBTaskResult.objects.filter(id__in=running).update(status="RUNNING")
+    assert drain_should_give_way() is True
+    assert manager.dispatch_due() == Counter()  # gave way before its first claim, and queued its continuation
+    assert Message.objects.filter(status="queued").count() == 3
+    assert DBTaskResult.objects.filter(task_path=DISPATCH, status="READY").count() == 1
+    DBTaskResult.objects.exclude(id=later.id).filter(task_path=MATERIALISE).delete()  # the worker took it
+    assert manager.dispatch_due() == Counter({"sent": 3})
 
 
 def test_cancel_stops_what_was_not_sent(store: Any, news: Any, relay: FakeSmtpServer) -> None:
