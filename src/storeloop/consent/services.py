@@ -33,7 +33,7 @@ from storeloop.consent.models import (
 )
 from storeloop.contacts.models import Contact
 from storeloop.contacts.normalize import normalize_email, normalize_phone
-from storeloop.core.bulk import ids_in
+from storeloop.core.bulk import ids_in, texts_in
 from storeloop.core.errors import NotFound, ValidationError
 
 if TYPE_CHECKING:
@@ -173,9 +173,9 @@ class MessagingConsentManager:
         wanted = {(c.store_id, ch, a) for c, (_, ch, _), a in zip(live, requests, addresses, strict=True) if a}
         if wanted:
             rows = Suppression.objects.filter(
+                texts_in(Suppression, "address", {w[2] for w in wanted}),
                 store_id__in={w[0] for w in wanted},
                 channel__in={w[1] for w in wanted},
-                address__in={w[2] for w in wanted},
             ).values_list("store_id", "channel", "address", "reason")
             suppressed = {(store_id, ch, a): reason for store_id, ch, a, reason in rows}
         ids = {c.pk for c in live}

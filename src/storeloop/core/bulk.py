@@ -123,3 +123,20 @@ def ids_in(model: type[models.Model], field_name: str, ids: Iterable[int]) -> Ra
     column = connection.ops.quote_name(str(meta.get_field(field_name).column))  # type: ignore[union-attr]
     table = connection.ops.quote_name(meta.db_table)
     return RawSQL(f"{table}.{column} IN ({literals})", (), output_field=models.BooleanField())  # noqa: S611 (int() literals, quoted names)
+
+
+def texts_in(model: type[models.Model], field_name: str, values: Iterable[str]) -> RawSQL:
+    """``WHERE <table>.<column> IN (…)`` for the string lists of hot batch paths (addresses), to
+    pass to ``filter()``: the list travels as one parameter (a JSON array on SQLite, an array on
+    PostgreSQL) instead of a bound and prepared parameter per value (~3 µs each through ``__in``)."""
+    items = [str(value) for value in values]
+    if not items:
+        return RawSQL("1 = 0", (), output_field=models.BooleanField())
+    meta = model._meta
+    column = connection.ops.quote_name(str(meta.get_field(field_name).column))  # type: ignore[union-attr]
+    table = connection.ops.quote_name(meta.db_table)
+    if connection.vendor == "postgresql":
+        return RawSQL(f"{table}.{column} = ANY(%s)", (items,), output_field=models.BooleanField())  # noqa: S611 (quoted names)
+    array = orjson.dumps(items).decode()
+    sql = f"{table}.{column} IN (SELECT value FROM json_each(%s))"  # noqa: S608 (quoted names, values bound)
+    return RawSQL(sql, (array,), output_field=models.BooleanField())  # noqa: S611
