@@ -394,6 +394,8 @@ class MessageDispatcher:
     def _write_decisions(
         self, closed: dict[int, tuple[str, str]], delayed: dict[int, tuple[dt.datetime, str]], counts: Counter[str]
     ) -> None:
+        if not closed and not delayed:  # the usual batch: no write transaction (and no write lock) for nothing
+            return
         outcomes: dict[tuple[str, str], list[int]] = defaultdict(list)
         for pk, decision in closed.items():
             outcomes[decision].append(pk)
