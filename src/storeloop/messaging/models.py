@@ -109,14 +109,8 @@ class Message(models.Model):
         indexes = [
             # The claim's order per channel (transactional first, then oldest due): read in index
             # order, so a claim stops after its batch instead of sorting the whole queue (100 ms at
-            # 100,000), and one channel's backlog is never scanned to reach another's. Queued rows
-            # only: the index stays the size of the queue, not of the history, and a message's
-            # later steps (sending, sent, delivered) do not touch it.
-            models.Index(
-                fields=["channel", "-priority", "not_before", "id"],
-                condition=models.Q(status="queued"),
-                name="msg_claim_queued_idx",
-            ),
+            # 100,000), and one channel's backlog is never scanned to reach another's.
+            models.Index(fields=["status", "channel", "-priority", "not_before", "id"], name="msg_claim_idx"),
             models.Index(fields=["contact", "channel", "purpose", "sent_at"], name="msg_cap_idx"),
             # Status webhooks name a message by our key (Twilio's sl_key, WhatsApp's callback data,
             # the Message-ID of an e-mail) before, or instead of, the provider's id.
