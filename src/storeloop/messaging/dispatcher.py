@@ -479,11 +479,11 @@ def _load_batch(ids: list[int], lookups: _DrainLookups) -> list[Message]:
     """The claimed messages with their contacts (one query), and each store and template version
     from the drain's lookups rather than joined per row (a store's secrets are decrypted on load).
 
-    Rows become model instances the way Django builds ones with deferred fields, minus the ORM's
-    per-row machinery (``Model.__init__``, its iterators and descriptors were a quarter of the
-    dispatcher's time): the loaded values in ``__dict__``, the state of a saved instance, the
-    contact, store and template in the relation cache, as ``select_related`` leaves them. The
-    batch path reads and updates through querysets only.
+    Rows come from one plain ``SELECT`` and become model instances the way Django builds ones with
+    deferred fields, minus the ORM's per-row machinery (its iterator, ``Model.__init__`` and the
+    relation descriptors cost more than the query): the loaded values in ``__dict__``, the state
+    of a saved instance, the contact, store and template in the relation cache, as
+    ``select_related`` leaves them. Everything after the load goes through querysets.
     """
     if not ids:
         return []
