@@ -523,6 +523,38 @@ def test_a_drain_looks_its_channel_up_again_only_after_a_while(
     assert lookups == ["email"] * 3
 
 
+@time_machine.travel(NOON, tick=True)
+def test_a_drain_reads_the_store_again_only_after_a_while(
+    channels: dict[str, RecordingChannel], store: Any, contact: Contact, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batch after batch uses the store loaded first (its secrets are decrypted on load); after
+    ``CHANNEL_TTL`` it is read again, so a renamed shop shows in the next batch's messages."""
+    from storeloop.messaging import dispatcher as dispatcher_module
+
+    repo = TemplateRepository()
+    version = repo.save_template(store, "shop", "email", subject="From {{ store.name }}", body_text="News")
+    repo.publish(version)
+
+    renamed = [0]
+
+    def context_then_rename(message: Message) -> dict[str, Any]:  # the shop renamed after each message
+        context = default_context(message)
+        renamed[0] += 1
+        type(store).objects.filter(pk=store.pk).update(name=f"Shop {renamed[0] + 1}")
+        return context
+
+    for ttl, names in ((60.0, ["Shop 1", "Shop 1", "Shop 1"]), (0.0, ["Shop 1", "Shop 2", "Shop 3"])):
+        monkeypatch.setattr(dispatcher_module, "CHANNEL_TTL", ttl)
+        renamed[0] = 0
+        type(store).objects.filter(pk=store.pk).update(name="Shop 1")
+        sender = RecordingChannel("email")
+        dispatcher = MessageDispatcher(lambda s, c, sender=sender: sender, context_builder=context_then_rename)
+        for n in range(3):
+            queue(dispatcher, store, contact, "transactional", f"{ttl}-{n}", version=version)
+        assert dispatcher.drain(budget_seconds=60, batch_size=1) == (Counter({"sent": 3}), False)
+        assert [e.rendered.subject for e in sender.sent] == [f"From {name}" for name in names]
+
+
 @time_machine.travel(NOON, tick=False)
 def test_drain_reports_a_backlog_once_when_a_claim_comes_back_full(
     dispatcher: MessageDispatcher, channels: dict[str, RecordingChannel], store: Any, contact: Contact

@@ -1,4 +1,4 @@
-"""``ids_in`` and ``texts_in``: list filters for hot batch paths, on SQLite and PostgreSQL."""
+"""``core.bulk.ids_in`` and ``texts_in`` (the consent gate's suppression lookup) on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
