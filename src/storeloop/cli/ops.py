@@ -72,7 +72,7 @@ def settle_heap() -> None:
     envelopes) with hardly any cycles; at the default thresholds each burst set off collections
     that rescanned Django's whole start-up heap (a few hundred thousand objects): 7 % of the
     dispatcher's CPU. Frozen, those objects are never scanned again; the young generation is
-    collected every 10,000 allocations instead of 700 (1.5 % of the CPU left to the collector).
+    collected every 10,000 allocations instead of 700 (under 1 % of the CPU left to the collector).
     """
     gc.collect()
     gc.freeze()
