@@ -167,7 +167,7 @@ class PacedRateLimiter:
         buckets = RateLimitBucket.objects.filter(key=self.key)
         with transaction.atomic():
             blocked = buckets.select_for_update().values_list("blocked_until", flat=True).first()
-            if blocked is None and not buckets.exists():
+            if blocked is None:  # no reservation yet, perhaps no row yet
                 RateLimitBucket.objects.get_or_create(key=self.key)
             start = max(now, blocked.timestamp() if blocked else now)
             buckets.update(blocked_until=_at(start + self.prefetch * self.interval))

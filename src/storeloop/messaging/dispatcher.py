@@ -42,7 +42,7 @@ from django.utils import timezone
 from storeloop.consent.models import Channel, Preference, Purpose
 from storeloop.consent.services import MessagingConsentManager, address_for, live_contact
 from storeloop.contacts.models import Contact
-from storeloop.core.bulk import ids_in
+from storeloop.core.bulk import ids_in, quoted_column
 from storeloop.core.errors import ApplicationError, ValidationError
 from storeloop.messaging.channels.base import ChannelInterface, Envelope, Outcome, SendResult
 from storeloop.messaging.channels.factory import send_rate
@@ -517,17 +517,13 @@ def _load_batch(ids: list[int], lookups: _DrainLookups) -> list[Message]:
 
 @lru_cache(maxsize=4)
 def _select_for(vendor: str) -> str:
+    columns = [f"m.{quoted_column(Message, name)}" for name in _BATCH_FIELDS]
+    columns += [f"c.{quoted_column(Contact, name)}" for name in _CONTACT_FIELDS]
     quote = db_connection.ops.quote_name
-
-    def column(model: type[Model], name: str) -> str:
-        return quote(str(model._meta.get_field(name).column))  # type: ignore[union-attr]
-
-    columns = [f"m.{column(Message, name)}" for name in _BATCH_FIELDS]
-    columns += [f"c.{column(Contact, name)}" for name in _CONTACT_FIELDS]
     return (
         f"SELECT {', '.join(columns)} FROM {quote(Message._meta.db_table)} m "  # noqa: S608 (quoted names only)
-        f"INNER JOIN {quote(Contact._meta.db_table)} c "
-        f"ON c.{column(Contact, 'id')} = m.{column(Message, 'contact_id')} WHERE m.{column(Message, 'id')} IN "
+        f"INNER JOIN {quote(Contact._meta.db_table)} c ON c.{quoted_column(Contact, 'id')} = "
+        f"m.{quoted_column(Message, 'contact_id')} WHERE m.{quoted_column(Message, 'id')} IN "
     )
 
 
@@ -601,11 +597,7 @@ class _DrainLookups:
         self._versions: dict[int, TemplateVersion] = {}
 
     def stores(self, ids: set[int]) -> dict[int, Store]:
-        now = time.monotonic()
-        stale = {pk for pk in ids if (entry := self._stores.get(pk)) is None or entry[0] <= now}
-        if stale:
-            self._stores.update((pk, (now + CHANNEL_TTL, store)) for pk, store in Store.objects.in_bulk(stale).items())
-        return {pk: self._stores[pk][1] for pk in ids}
+        return self._fresh(self._stores, ids, Store.objects.in_bulk)
 
     def versions(self, ids: set[int]) -> dict[int, TemplateVersion]:
         missing = ids - self._versions.keys()
@@ -627,19 +619,31 @@ class _DrainLookups:
         return channel
 
     def send_rates(self, store_ids: set[int]) -> dict[tuple[int, str], float]:
-        """``(store, channel) -> messages/s`` of the stores' connections (one query for those
-        not looked up within ``CHANNEL_TTL``)."""
+        """``(store, channel) -> messages/s`` of the stores' connections."""
+        rates = self._fresh(self._rates, store_ids, _send_rates)
+        return {(pk, name): rate for pk in store_ids for name, rate in rates[pk].items()}
+
+    @staticmethod
+    def _fresh(
+        cache: dict[int, tuple[float, _T]], ids: set[int], load: Callable[[set[int]], dict[int, _T]]
+    ) -> dict[int, _T]:
+        """``ids`` from ``cache``, loading (one query) those not looked up within ``CHANNEL_TTL``."""
         now = time.monotonic()
-        stale = {pk for pk in store_ids if (entry := self._rates.get(pk)) is None or entry[0] <= now}
+        stale = {pk for pk in ids if (entry := cache.get(pk)) is None or entry[0] <= now}
         if stale:
-            fresh: dict[int, dict[str, float]] = {pk: {} for pk in stale}
-            connections = MessagingConnection.objects.filter(store_id__in=stale).only(
-                "store_id", "channel", "provider", "messages_per_second"
-            )  # not the credentials: decrypting them is the factory's business
-            for connection in connections:
-                fresh[connection.store_id][connection.channel] = send_rate(connection)
-            self._rates.update((pk, (now + CHANNEL_TTL, rates)) for pk, rates in fresh.items())
-        return {(pk, name): rate for pk in store_ids for name, rate in self._rates[pk][1].items()}
+            cache.update((pk, (now + CHANNEL_TTL, value)) for pk, value in load(stale).items())
+        return {pk: cache[pk][1] for pk in ids}
+
+
+def _send_rates(store_ids: set[int]) -> dict[int, dict[str, float]]:
+    """Each store's ``channel -> messages/s`` (empty without connections)."""
+    rates: dict[int, dict[str, float]] = {pk: {} for pk in store_ids}
+    connections = MessagingConnection.objects.filter(store_id__in=store_ids).only(
+        "store_id", "channel", "provider", "messages_per_second"
+    )  # not the credentials: decrypting them is the factory's business
+    for connection in connections:
+        rates[connection.store_id][connection.channel] = send_rate(connection)
+    return rates
 
 
 class _SendPool:

@@ -27,7 +27,7 @@ from django.db.models import BooleanField, ExpressionWrapper
 from django.utils import timezone
 
 from storeloop.contacts.models import Contact
-from storeloop.core.bulk import insert_rows
+from storeloop.core.bulk import insert_rows, quoted_column
 from storeloop.core.errors import ValidationError
 from storeloop.messaging.campaigns.audience import compile_audience
 from storeloop.messaging.campaigns.eligibility import eligible_q
@@ -109,7 +109,7 @@ def _insert_selected(campaign: Campaign, contact_ids: list[int], now: dt.datetim
     materialising went into building and converting row tuples). A message that exists already
     (a repeated batch) is skipped by its unique dedupe key."""
     table, contacts = (connection.ops.quote_name(m._meta.db_table) for m in (Message, Contact))
-    columns = ", ".join(connection.ops.quote_name(Message._meta.get_field(name).column) for name in COLUMNS)  # type: ignore[union-attr,arg-type]
+    columns = ", ".join(quoted_column(Message, name) for name in COLUMNS)
     when = connection.ops.adapt_datetimefield_value(now)
     context = orjson.dumps({"custom": campaign.custom} if campaign.custom else {}).decode()
     ids = ", ".join(str(int(pk)) for pk in contact_ids)
