@@ -173,6 +173,7 @@ class _Session(SMTP):
         await super().smtp_MAIL(arg)
 
     async def smtp_DATA(self, arg: str) -> None:
+        self.fake.data_commands += 1  # only this thread writes it
         envelope = self.envelope
         if envelope is not None and envelope.rcpt_tos and not arg and self.fake._take_disconnect(after_accept=False):
             await self.push("354 End data with <CR><LF>.<CR><LF>")
@@ -316,6 +317,9 @@ class FakeSmtpServer:
         self.fail_stage: FailStage = "data"
         self.disconnect_next = 0
         self.disconnect_after_accept = False
+        # DATA commands taken so far (all sessions): lets a test arm a fault only once the server has
+        # read what a pipelining client sent ahead.
+        self.data_commands = 0
         self.latency_ms = 0
         self.max_messages_per_connection: int | None = None
         # state

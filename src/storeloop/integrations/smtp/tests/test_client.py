@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Callable
 
 import pytest
@@ -347,9 +348,10 @@ def test_a_closing_reply_at_the_end_of_data_in_a_batch_sends_the_rest_on_a_new_c
     assert fake.connections == 2
 
 
+@pytest.mark.parametrize("latency_ms", [0, 20])  # a slow server reads the envelope sent ahead late
 @pytest.mark.parametrize(("kept", "lost"), [(False, 3), (True, 2)])
 def test_a_connection_lost_awaiting_a_batch_messages_reply_never_resends_it(
-    fake: FakeSmtpServer, kept: bool, lost: int
+    fake: FakeSmtpServer, kept: bool, lost: int, latency_ms: int
 ) -> None:
     """Armed when message 2 takes its slot. Dropped mid-DATA, it is message 3 whose DATA went out
     with message 2's content (not kept); dropped after accepting, message 2 (kept, reply lost).
@@ -357,8 +359,14 @@ def test_a_connection_lost_awaiting_a_batch_messages_reply_never_resends_it(
     on a new connection."""
 
     def arm() -> None:
+        # Message 2's DATA went out with message 1's content; the server may not have read it yet.
+        # Arming before it has would drop message 2 instead of 3, so wait until it has.
+        deadline = time.monotonic() + 5
+        while fake.data_commands < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)
         fake.disconnect_next, fake.disconnect_after_accept = 1, kept
 
+    fake.latency_ms = latency_ms
     results = _batch_with(fake, 2, arm)
     unknown = results[lost - 1]
     assert isinstance(unknown, SmtpTransientError)
