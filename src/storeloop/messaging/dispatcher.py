@@ -44,6 +44,7 @@ from storeloop.consent.services import MessagingConsentManager, address_for, liv
 from storeloop.contacts.models import Contact
 from storeloop.core.bulk import ids_in, quoted_column
 from storeloop.core.errors import ApplicationError, ValidationError
+from storeloop.messaging.campaigns.models import Campaign
 from storeloop.messaging.channels.base import ChannelInterface, Envelope, Outcome, SendResult
 from storeloop.messaging.channels.factory import send_rate
 from storeloop.messaging.inbound.window import is_window_open, last_inbound_times
@@ -424,7 +425,9 @@ class MessageDispatcher:
         # been processed first (delivered, read), and a status never moves backwards.
         with transaction.atomic():
             _write_sent(grouped[Outcome.SENT], now)
-            for message, result in grouped[Outcome.RETRY]:
+            retries = grouped[Outcome.RETRY]
+            stopped = _stopped_by_campaign([m.pk for m, _ in retries]) if retries else {}
+            for message, result in retries:
                 attempts = message.attempts + 1
                 if attempts >= MAX_ATTEMPTS:
                     Message.objects.filter(pk=message.pk, status=Status.SENDING).update(
@@ -432,9 +435,10 @@ class MessageDispatcher:
                     )
                     continue
                 delay = max(result.retry_after or 0.0, random.uniform(0, 30 * 2 ** (attempts - 1)))
+                instead = stopped.get(message.pk, {"status": Status.QUEUED})
                 Message.objects.filter(pk=message.pk, status=Status.SENDING).update(
-                    status=Status.QUEUED, attempts=attempts, last_error=result.error[:500], claimed_until=None,
-                    not_before=now + dt.timedelta(seconds=delay),
+                    attempts=attempts, last_error=result.error[:500], claimed_until=None,
+                    not_before=now + dt.timedelta(seconds=delay), **instead,
                 )  # fmt: skip
             for outcome in (Outcome.FAILED, Outcome.OPTED_OUT, Outcome.UNDELIVERABLE, Outcome.UNKNOWN):
                 for message, result in grouped[outcome]:
@@ -689,6 +693,28 @@ class _SendPool:
             self._jobs.put(None)
         for thread in self._threads:
             thread.join()
+
+
+def _stopped_by_campaign(message_ids: list[int]) -> dict[int, dict[str, str]]:
+    """Of these messages (being retried), those whose campaign was paused or cancelled while they
+    were with the provider -> the fields they take instead of ``status=queued``: held (sent after a
+    resume) or cancelled. Queued again, they would go out although the campaign stopped.
+
+    The campaigns are locked first (as pausing and cancelling lock them), so a pause either
+    committed before this read or waits and then finds the message queued and holds it.
+    """
+    rows = Message.objects.filter(pk__in=message_ids, campaign_id__isnull=False).values_list("pk", "campaign_id")
+    campaign_of = {pk: campaign_id for pk, campaign_id in rows if campaign_id is not None}
+    if not campaign_of:
+        return {}
+    states: dict[int, str] = dict(
+        Campaign.objects.select_for_update().filter(pk__in=set(campaign_of.values())).values_list("pk", "state")
+    )
+    instead: dict[str, dict[str, str]] = {
+        Campaign.State.PAUSED: {"status": Status.HELD},
+        Campaign.State.CANCELLED: {"status": Status.CANCELLED, "reason": "campaign cancelled"},
+    }
+    return {pk: instead[states[c]] for pk, c in campaign_of.items() if states.get(c) in instead}
 
 
 def _write_sent(sent: list[tuple[Message, SendResult]], now: dt.datetime) -> None:

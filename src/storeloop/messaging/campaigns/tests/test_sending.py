@@ -4,13 +4,17 @@ never make a second copy, figures are live, and ``send_templated_message`` is id
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import time_machine
+from django.db import connection as db_connection
 from django.test import Client
+from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 from tests.drain import drain
 
@@ -153,6 +157,48 @@ def test_cancel_stops_what_was_not_sent(store: Any, news: Any, relay: FakeSmtpSe
     assert len(relay.messages) == 2
     with pytest.raises(CampaignStateError):
         manager.cancel_campaign(campaign)
+
+
+@pytest.mark.parametrize(("stop", "status"), [("pause_campaign", "held"), ("cancel_campaign", "cancelled")])
+def test_a_send_answered_try_again_after_its_campaign_stopped_does_not_go_out_later(
+    store: Any, news: Any, relay: FakeSmtpServer, stop: str, status: str
+) -> None:
+    """The campaign is paused or cancelled while its message is with the provider, which answers
+    451: the message is held (and sent once after a resume) or cancelled, never queued to go out."""
+    manager = MessagingManager()
+    (ann,) = audience_of(store, 1)
+    campaign = manager.send_bulk_message(store, template_key="news", channel="email", audience=EVERYONE)
+    manager.materialise_campaign(campaign.pk)
+    relay.latency_ms = 300  # at MAIL, RCPT and the end of DATA: time to stop the campaign meanwhile
+    relay.fail_next, relay.fail_stage, relay.fail_reply = 1, "data", (451, "4.3.0 Try again later")
+    counts: Counter[str] = Counter()
+
+    def send() -> None:
+        try:
+            counts.update(manager.dispatcher.process_queue())
+        finally:
+            db_connection.close()
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    deadline = time.monotonic() + 10
+    while not Message.objects.filter(status="sending").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    getattr(manager, stop)(campaign)
+    sender.join(30)
+    assert counts == Counter({"retry": 1})
+    message = Message.objects.get()
+    assert (message.status, message.attempts, relay.messages) == (status, 1, [])
+
+    later = timezone.now() + dt.timedelta(hours=1)  # past the retry's back-off
+    if status == "held":
+        manager.resume_campaign(campaign)
+    with time_machine.travel(later, tick=False):
+        sent = manager.dispatcher.process_queue()
+    if status == "held":
+        assert (sent, received(relay)) == (Counter({"sent": 1}), Counter({ann.email: 1}))
+    else:
+        assert (sent, relay.messages, Message.objects.get().reason) == (Counter(), [], "campaign cancelled")
 
 
 def test_figures_count_consent_changes_after_queueing_and_unsubscribes(
