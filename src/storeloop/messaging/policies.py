@@ -48,18 +48,23 @@ def next_allowed_by_cap(last_sent: dt.datetime | None, channel: str, frequency: 
 
 @lru_cache(maxsize=4096)
 def zone_for(phone: str, country: str) -> ZoneInfo:
-    """The recipient's time zone: from the phone number, else the country, else UTC."""
+    """The recipient's time zone: from the phone number, else the country, else UTC (the first
+    of ``zones_for``: what a local-time campaign schedules by)."""
+    return zones_for(phone, country)[0]
+
+
+def zones_for(phone: str, country: str) -> tuple[ZoneInfo, ...]:
+    """Every zone the recipient may be in, as libphonenumber lists them for the number (one for
+    most numbers; for mobiles of countries that span zones, all of them: 16 for Russia's and
+    Kazakhstan's +7, 8 for Australia's), else for the country, else UTC."""
     candidates: tuple[str, ...] = ()
     if phone:
         candidates = _zones_of_number(phone)
-    if (not candidates or candidates[0] == "Etc/Unknown") and country:
+    if (not candidates or candidates[0] == phone_timezone.UNKNOWN_TIMEZONE) and country:
         example = phonenumbers.example_number(country.upper())
         if example is not None:
             candidates = tuple(phone_timezone.time_zones_for_number(example))
-    for name in candidates:
-        if name != "Etc/Unknown":
-            return ZoneInfo(name)
-    return ZoneInfo("UTC")
+    return _known_zones(candidates) or (ZoneInfo("UTC"),)
 
 
 def _zones_of_number(phone: str) -> tuple[str, ...]:
@@ -79,33 +84,54 @@ def _zones_of_number(phone: str) -> tuple[str, ...]:
 
 
 def recipient_quiet_until(now: dt.datetime, phone: str, country: str) -> dt.datetime | None:
-    """``quiet_until`` in the recipient's zone (``zone_for``), cheaply when the answer is clear.
+    """``quiet_until_everywhere`` in the recipient's zones (``zones_for``), cheaply when the answer
+    is clear.
 
-    Working out the zone of a number costs ~0.1 ms (parsing it and classifying it as fixed, mobile
-    ...). Without that, only three zones are possible: the one its longest listed prefix names
+    Working out the zones of a number costs ~0.1 ms (parsing it and classifying it as fixed, mobile
+    ...). Without that, only three lists are possible: the one its longest listed prefix names
     (geographic numbers), its calling code's (other numbers) and the country fallback (numbers
-    ``phonenumbers`` does not know). When it is quiet time in none of them, it is not quiet time
-    for the recipient either — exactly, without the per-number work.
+    ``phonenumbers`` does not know). When it is quiet time in none of their zones, it is not quiet
+    time for the recipient either — exactly, without the per-number work.
     """
     possible = _possible_zones(phone, country)
     if possible is not None and not any(quiet_until(now, zone) for zone in possible):
         return None
-    return quiet_until(now, zone_for(phone, country))
+    return quiet_until_everywhere(now, zones_for(phone, country))
+
+
+def quiet_until_everywhere(now: dt.datetime, zones: tuple[ZoneInfo, ...]) -> dt.datetime | None:
+    """The first moment from ``now`` when it is daytime in every one of ``zones`` (None: now).
+
+    A number that may be in several zones (a Moscow mobile is listed from Kaliningrad to Kamchatka)
+    waits until it is daytime in all of them: in the first listed zone alone (Almaty, UTC+5) a
+    text would reach Moscow at 06:00. When the zones share no daytime within a day (libphonenumber
+    lists 42 zones for some +1 numbers, from Guam's to Bermuda's), the first zone decides, as it
+    does for a number with one zone.
+    """
+    if len(zones) == 1:
+        return quiet_until(now, zones[0])
+    moment = now
+    while moment - now < dt.timedelta(days=1):
+        ends = [end for zone in zones if (end := quiet_until(moment, zone)) is not None]
+        if not ends:
+            return None if moment == now else moment
+        moment = max(ends)  # each step ends a quiet period somewhere: at most a few per zone in a day
+    return quiet_until(now, zones[0])
 
 
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")  # ASCII only: \d would also match other scripts' digits
 
 
 def _possible_zones(phone: str, country: str) -> tuple[ZoneInfo, ...] | None:
-    """Every zone ``zone_for(phone, country)`` can return; None when the number is not plain E.164."""
+    """Every zone ``zones_for(phone, country)`` can return; None when the number is not plain E.164."""
     if not _E164.fullmatch(phone):
         return None
     digits = phone[1:]
     code = next((digits[:n] for n in (1, 2, 3) if int(digits[:n]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE), None)
     if code is None:
         return None
-    return (*_first_zone(_longest_prefix_zones(digits)), *_first_zone(_longest_prefix_zones(code)),
-            zone_for("", country))  # fmt: skip
+    return (*_known_zones(_longest_prefix_zones(digits)), *_known_zones(_longest_prefix_zones(code)),
+            *zones_for("", country))  # fmt: skip
 
 
 def _longest_prefix_zones(digits: str) -> tuple[str, ...]:
@@ -118,10 +144,10 @@ def _longest_prefix_zones(digits: str) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=4096)
-def _first_zone(names: tuple[str, ...]) -> tuple[ZoneInfo, ...]:
-    """``zone_for`` takes the first known name of a list (none: it falls back to the country)."""
-    known = [name for name in names if name != phone_timezone.UNKNOWN_TIMEZONE]
-    return (ZoneInfo(known[0]),) if known else ()
+def _known_zones(names: tuple[str, ...]) -> tuple[ZoneInfo, ...]:
+    """The zones of a libphonenumber list, without its "unknown" (none: ``zones_for`` falls back
+    to the country)."""
+    return tuple(ZoneInfo(name) for name in names if name != phone_timezone.UNKNOWN_TIMEZONE)
 
 
 @lru_cache(maxsize=1024)

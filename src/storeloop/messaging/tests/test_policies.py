@@ -1,5 +1,6 @@
-"""Quiet hours: the shortcut that skips working out a number's zone gives the exact answer, and the
-number facts shared with the SMS channel answer as libphonenumber does."""
+"""Quiet hours: the shortcut that skips working out a number's zones gives the exact answer, a
+number listed in several zones waits for daytime in all of them, and the number facts shared with
+the SMS channel answer as libphonenumber does."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from storeloop.core.phones import phone_facts
-from storeloop.messaging.policies import quiet_until, recipient_quiet_until, zone_for
+from storeloop.messaging.policies import (
+    quiet_until,
+    quiet_until_everywhere,
+    recipient_quiet_until,
+    zone_for,
+    zones_for,
+)
 
 CALLING_CODES = sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
 REGIONS = sorted(phonenumbers.SUPPORTED_REGIONS)
@@ -41,8 +48,44 @@ countries = st.one_of(st.just(""), st.sampled_from(REGIONS), st.just("XX"))
 @given(now=moments, phone=phones, country=countries)
 # Digits of another script: libphonenumber reads them as ASCII digits, a prefix lookup does not.
 @example(now=dt.datetime(2026, 1, 1, 13, 0, tzinfo=dt.UTC), phone="+62\u0ed40100000", country="")
-def test_the_shortcut_answers_exactly_like_the_recipients_zone(now: dt.datetime, phone: str, country: str) -> None:
-    assert recipient_quiet_until(now, phone, country) == quiet_until(now, zone_for(phone, country))
+def test_the_shortcut_answers_exactly_like_the_recipients_zones(now: dt.datetime, phone: str, country: str) -> None:
+    assert recipient_quiet_until(now, phone, country) == quiet_until_everywhere(now, zones_for(phone, country))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(now=moments, phone=phones, country=countries)
+def test_a_send_waits_for_daytime_in_every_zone_of_the_number(now: dt.datetime, phone: str, country: str) -> None:
+    """Never at night in any zone the recipient may be in — unless the zones share no daytime
+    within a day, when the first one decides."""
+    zones = zones_for(phone, country)
+    until = recipient_quiet_until(now, phone, country)
+    if until is None:
+        assert not any(quiet_until(now, zone) for zone in zones)
+        return
+    assert until > now
+    if any(quiet_until(until, zone) for zone in zones):  # no shared daytime: the fallback
+        assert until == quiet_until(now, zones[0])
+    else:  # and no earlier moment of shared daytime (checked every 15 minutes)
+        steps = int((until - now) / dt.timedelta(minutes=15))
+        moments_before = [now + n * dt.timedelta(minutes=15) for n in range(steps)]
+        assert all(any(quiet_until(m, zone) for zone in zones) for m in moments_before)
+
+
+def test_a_mobile_of_a_country_that_spans_zones_is_texted_in_daytime_everywhere() -> None:
+    # Russia's +7 mobiles are listed in 16 zones, the first Almaty (UTC+5): at 03:30 UTC it is
+    # 08:30 there but 06:30 in Moscow. Daytime everywhere starts at 08:00 in Moscow and Bucharest.
+    early = dt.datetime(2026, 6, 1, 3, 30, tzinfo=dt.UTC)
+    assert zone_for("+79161234567", "") == ZoneInfo("Asia/Almaty")
+    assert quiet_until(early, ZoneInfo("Asia/Almaty")) is None
+    assert recipient_quiet_until(early, "+79161234567", "") == dt.datetime(2026, 6, 1, 5, 0, tzinfo=dt.UTC)
+    moscow_landline = "+74951234567"  # one zone
+    assert recipient_quiet_until(early, moscow_landline, "") == dt.datetime(2026, 6, 1, 5, 0, tzinfo=dt.UTC)
+    # Australian mobiles: Perth (UTC+8) is asleep at 21:00 UTC although Sydney is not; the Cocos
+    # Islands (UTC+6:30), also listed, wake last.
+    evening = dt.datetime(2026, 6, 1, 21, 0, tzinfo=dt.UTC)
+    assert recipient_quiet_until(evening, "+61412345678", "") == dt.datetime(2026, 6, 2, 1, 30, tzinfo=dt.UTC)
+    # A Sydney landline has one zone: 07:00 there, quiet until 08:00.
+    assert recipient_quiet_until(evening, "+61298765432", "") == dt.datetime(2026, 6, 1, 22, 0, tzinfo=dt.UTC)
 
 
 def test_quiet_time_is_found_in_the_recipients_own_zone() -> None:
