@@ -14,7 +14,9 @@ send, ADR 8); HTTP Basic auth with the Account SID and auth token; form-encoded 
   documents that a 429 request "is never processed and is always safe to retry") or a connection
   that was never established. A timeout after the request went out, a dropped connection, or a 5xx
   may hide an accepted message: the client raises ``TwilioTransientError(maybe_sent=True)`` at once
-  and the dispatcher reconciles before sending again (``find_messages``, and/or the status callback).
+  and the dispatcher never sends it again: the message is recorded ``unknown`` until a status
+  callback carrying our key settles it. ``find_messages`` can look such a send up (an operator's
+  tool; the dispatcher does not call it).
 - ``idempotency_key`` is therefore carried where Twilio echoes it back: as a query parameter of the
   ``StatusCallback`` URL (``?sl_key=...``; Twilio signs the full URL, query included). Every status
   callback of that message names the dispatch that produced it, even when the create answer was lost.
