@@ -362,6 +362,14 @@ class MessagingConsentManager:
         )
         return f"{settings.PUBLIC_URL}/u/{token}"
 
+    def preferences_link_for(self, unsubscribe_link: str) -> str:
+        """The preference center for the same signed token as ``unsubscribe_link`` ("" when it is
+        not one of ours)."""
+        prefix = f"{settings.PUBLIC_URL}/u/"
+        if not unsubscribe_link.startswith(prefix):
+            return ""
+        return f"{settings.PUBLIC_URL}/preferences/{unsubscribe_link[len(prefix) :]}"
+
     def read_unsubscribe_token(
         self, token: str, *, max_age: dt.timedelta = DEFAULT_LINK_AGE
     ) -> tuple[Contact, str, str]:

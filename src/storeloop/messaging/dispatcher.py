@@ -263,7 +263,7 @@ class MessageDispatcher:
             unsubscribe = ""
             if marketing and (message.channel == Channel.EMAIL or self.templates.uses_links(template)):
                 unsubscribe = self.consent.generate_unsubscribe_link(recipient, message.channel, message.purpose)
-            links = {"unsubscribe_url": unsubscribe, "preferences_url": unsubscribe.replace("/u/", "/preferences/")}
+            links = {"unsubscribe_url": unsubscribe, "preferences_url": self.consent.preferences_link_for(unsubscribe)}
             try:
                 rendered = self.templates.render_template(template, {**self.context_builder(message), **links})
             except ValidationError as exc:
@@ -276,7 +276,8 @@ class MessageDispatcher:
             )
             ready.append((message, Envelope(
                 message_id=message.pk, idempotency_key=str(message.idempotency_key), to=to, rendered=rendered,
-                marketing=marketing, unsubscribe_url=unsubscribe, window_open=window,
+                marketing=marketing, unsubscribe_url=unsubscribe, preferences_url=links["preferences_url"],
+                window_open=window,
                 wa_template_name=template.wa_template_name, wa_language=template.wa_language,
             )))  # fmt: skip
         self._write_decisions(closed, delayed, counts)

@@ -28,6 +28,7 @@ class Envelope:
     rendered: Rendered
     marketing: bool
     unsubscribe_url: str = ""
+    preferences_url: str = ""  # marketing: the preference center (e-mail adds a footer if the body lacks it)
     window_open: bool = True  # WhatsApp: inside the 24-hour customer-service window
     wa_template_name: str = ""  # WhatsApp: approved template used outside the 24-hour window
     wa_language: str = ""

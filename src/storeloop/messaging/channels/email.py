@@ -15,14 +15,17 @@ Why it looks like this:
   (``maybe_delivered``), which is ``UNKNOWN``: never resent.
 - A message that cannot be built (bad address, marketing without an https unsubscribe link) fails
   here, before any network call, and does not stop the rest of the batch.
+- Every marketing mail links the preference center: a part whose template did not show
+  ``{{ preferences_url }}`` gets a footer with it (``with_preferences_footer``).
 """
 
 from __future__ import annotations
 
 import queue
+import re
 from collections.abc import Sequence
 
-from django.utils.html import strip_tags
+from django.utils.html import escape, strip_tags
 
 from storeloop.integrations.smtp.client import SendResult as SmtpResult
 from storeloop.integrations.smtp.client import SmtpSender
@@ -109,13 +112,16 @@ class EmailChannel:
         """The e-mail for ``envelope``; ``ValueError`` says what is wrong with it."""
         rendered = envelope.rendered
         text = rendered.text if rendered.text.strip() else strip_tags(rendered.html).strip()
+        html = rendered.html
+        if envelope.marketing and envelope.preferences_url:
+            text, html = with_preferences_footer(text, html, envelope.preferences_url, envelope.unsubscribe_url)
         return EmailMessageSpec(
             from_addr=self.from_addr,
             from_name=self.from_name or None,
             to_addr=envelope.to,
             subject=rendered.subject,
             text=text,
-            html=rendered.html or None,
+            html=html or None,
             message_id_local=message_id_local(envelope),
             reply_to=self.reply_to or None,
             return_path=self.return_path or None,
@@ -123,6 +129,27 @@ class EmailChannel:
             unsubscribe_url=envelope.unsubscribe_url or None,
             unsubscribe_mailto=(self.unsubscribe_mailto or None) if envelope.marketing else None,
         )
+
+
+_BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
+
+
+def with_preferences_footer(text: str, html: str, preferences_url: str, unsubscribe_url: str) -> tuple[str, str]:
+    """Every marketing e-mail links the preference center: a footer is added to each part (text,
+    HTML) whose template did not show ``{{ preferences_url }}`` (before ``</body>`` in HTML)."""
+    if preferences_url not in text:
+        text = f"{text.rstrip()}\n\n--\nManage your e-mail preferences or unsubscribe: {preferences_url}\n"
+    if html and escape(preferences_url) not in html and preferences_url not in html:
+        footer = (
+            '<p style="font-size:12px;color:#666666">'
+            f'<a href="{escape(preferences_url)}">Manage your e-mail preferences</a>'
+            + (f' or <a href="{escape(unsubscribe_url)}">unsubscribe</a>' if unsubscribe_url else "")
+            + ".</p>"
+        )
+        ends = list(_BODY_END.finditer(html))
+        at = ends[-1].start() if ends else len(html)
+        html = f"{html[:at]}{footer}{html[at:]}"
+    return text, html
 
 
 def result_for(envelope: Envelope, outcome: SmtpResult | SmtpError) -> SendResult:

@@ -13,9 +13,11 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import time_machine
+from django.test import Client
 
 from storeloop.consent.services import MessagingConsentManager
 from storeloop.contacts.models import Contact
@@ -241,3 +243,40 @@ def test_a_temporary_refusal_is_retried_later_and_delivered_once(
     message = Message.objects.get()
     assert (message.status, message.attempts) == ("sent", 2)
     assert smtp.count_by_message_id() == {message.provider_message_id: 1}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("template_shows_it", [False, True])
+def test_every_marketing_mail_links_the_preference_center(
+    store: Any, smtp: FakeSmtpServer, connection: MessagingConnection, settings: Any, template_shows_it: bool
+) -> None:
+    """A marketing template that does not show ``{{ preferences_url }}`` gets a footer with it in
+    its text and HTML parts (HTML: before ``</body>``); one that shows it is sent as written. The
+    link opens the recipient's preference center; a receipt gets no footer."""
+    settings.PUBLIC_URL = "https://loop.example/u/shop"  # a public URL with "/u/" in it
+    contact = Contact.objects.create(store=store, email="ann@example.com", first_name="Ann")
+    MessagingConsentManager().grant_consent(contact, "email", "marketing", source="checkout")
+    shown = " Your settings: {{ preferences_url }}" if template_shows_it else ""
+    repo = TemplateRepository()
+    news = repo.save_template(store, "news", "email", subject="News", body_text=f"Hello!{shown}",
+                              body_html=f"<html><body><p>Hello!{shown}</p></body></html>")  # fmt: skip
+    repo.publish(news)
+    dispatcher = MessageDispatcher(channel_for)
+    with time_machine.travel(NOON, tick=True):
+        dispatcher.queue_message(store=store, contact=contact, channel="email", purpose="marketing", template=news,
+                                 dedupe_key="news-1")  # fmt: skip
+        queue_receipt(dispatcher, store, contact, "order-1")
+        assert dispatcher.process_queue() == Counter({"sent": 2})
+    news_mail, receipt = sorted(smtp.messages, key=lambda m: str(m.message["Subject"]) == "Order")
+    unsubscribe = str(news_mail.message["List-Unsubscribe"]).strip("<>")
+    preferences = unsubscribe.replace("https://loop.example/u/shop/u/", "https://loop.example/u/shop/preferences/")
+    assert preferences != unsubscribe
+    text = news_mail.message.get_body(("plain",)).get_content()
+    html = news_mail.message.get_body(("html",)).get_content()
+    assert (text.count(preferences), html.count(preferences)) == (1, 1)
+    assert html.rstrip().endswith("</body></html>")
+    assert ("Manage your e-mail preferences" in text) is not template_shows_it
+    assert "preferences" not in receipt.message.get_body(("plain",)).get_content()
+    with time_machine.travel(NOON, tick=True):  # the link's signature is dated; it expires
+        page = Client().get(urlsplit(preferences).path.removeprefix("/u/shop"))  # a proxy strips the prefix
+    assert (page.status_code, "<h1>Your preferences</h1>" in page.content.decode()) == (200, True)
