@@ -63,6 +63,30 @@ def _problem(exc: TemplateProblem) -> ValidationError:
                                                                          "error": exc.message}])  # fmt: skip
 
 
+# Meta refuses a template parameter that is empty (132012) or holds a new line, a tab or more than
+# four spaces in a row (132018); a body parameter is also capped by the body's 1,024 characters.
+_WA_PARAMETER_BREAKS = re.compile(r"[\n\t]| {5,}")
+MAX_WA_PARAMETER_CHARS = 1024
+
+
+def _check_wa_parameter(expression: str, field: str) -> None:
+    """A WhatsApp template parameter rendered with sample data, against what Meta accepts."""
+    try:
+        value = render_sample(expression, SAMPLE_CONTEXT, field=field)
+    except TemplateProblem as exc:
+        raise _problem(exc) from None
+    problem = ""
+    if not value.strip():
+        problem = "renders empty with sample data; WhatsApp refuses empty parameters"
+    elif _WA_PARAMETER_BREAKS.search(value):
+        problem = "WhatsApp parameters cannot hold new lines, tabs or more than four spaces in a row"
+    elif len(value) > MAX_WA_PARAMETER_CHARS:
+        problem = f"renders to {len(value)} characters with sample data; at most {MAX_WA_PARAMETER_CHARS}"
+    if problem:
+        raise ValidationError(f"{field}: {problem}", code="invalid_template",
+                              details=[{"field": field, "error": problem}])  # fmt: skip
+
+
 class TemplateRepository:
     """Save, publish, fetch and render message templates (design note 2C)."""
 
@@ -148,6 +172,9 @@ class TemplateRepository:
         if channel == Channel.WHATSAPP and wa_params and not wa_name:
             raise ValidationError("WhatsApp parameters need the approved template's name", code="invalid_template",
                                   details=[{"field": "wa_template_name", "error": "required"}])  # fmt: skip
+        if channel == Channel.WHATSAPP:
+            for index, expression in enumerate(wa_params):
+                _check_wa_parameter(expression, f"wa_parameters[{index}]")
         if channel == Channel.WHATSAPP and not (text.strip() or wa_name):
             raise ValidationError("a WhatsApp template needs a text body or an approved template",
                                   code="invalid_template")  # fmt: skip

@@ -103,6 +103,38 @@ def test_whatsapp_template_parameters_are_rendered(store: Any) -> None:
     assert repo.preview(version).wa_parameters == ("Zoë", "1042")
 
 
+@pytest.mark.parametrize(
+    ("parameter", "error"),
+    [
+        ("", "renders empty with sample data; WhatsApp refuses empty parameters"),
+        (
+            "{{ contact.first_name }}\n{{ order.number }}",
+            "WhatsApp parameters cannot hold new lines, tabs or more than four spaces in a row",
+        ),
+        (
+            "{{ contact.first_name }}\t!",
+            "WhatsApp parameters cannot hold new lines, tabs or more than four spaces in a row",
+        ),
+        (
+            "{{ contact.first_name }}     !",
+            "WhatsApp parameters cannot hold new lines, tabs or more than four spaces in a row",
+        ),
+        ("{{ 'x' * 1025 }}", "renders to 1025 characters with sample data; at most 1024"),
+    ],
+)
+def test_whatsapp_template_parameters_meta_would_refuse_are_refused_at_save_time(
+    store: Any, parameter: str, error: str
+) -> None:
+    with pytest.raises(ValidationError) as exc:
+        repo.save_template(store, "shipped", "whatsapp", body_text="Shipped", wa_template_name="order_update",
+                           wa_language="en_US", wa_parameters=["{{ order.number }}", parameter])  # fmt: skip
+    assert (exc.value.code, exc.value.details) == ("invalid_template", [{"field": "wa_parameters[1]", "error": error}])
+    assert not TemplateVersion.objects.exists()
+    # Four spaces in a row are fine, as is a long value within the limit.
+    repo.save_template(store, "shipped", "whatsapp", body_text="Shipped", wa_template_name="order_update",
+                       wa_language="en_US", wa_parameters=["a    b", "{{ 'x' * 1024 }}"])  # fmt: skip
+
+
 def test_loops_nested_too_deep_are_refused_at_save_time(store: Any) -> None:
     source = "{% for a in order.lines %}{% for b in a %}{% for c in b %}{{ c }}{% endfor %}{% endfor %}{% endfor %}"
     with pytest.raises(ValidationError) as exc:
