@@ -13,7 +13,7 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
-from storeloop.messaging.channels.connections import MAX_RATE
+from storeloop.messaging.channels.connections import MAX_CAP_HOURS, MAX_RATE
 from storeloop.messaging.models import Message, MessageTemplate, MessagingConnection, TemplateVersion
 
 
@@ -85,7 +85,16 @@ class MessageAdmin(ReadOnlyAdmin):
 class ConnectionForm(forms.ModelForm):  # type: ignore[type-arg]
     class Meta:
         model = MessagingConnection
-        fields = ("messages_per_second", "active")
+        fields = ("messages_per_second", "marketing_cap_hours", "quiet_hours_start", "quiet_hours_end", "active")
+
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or {}
+        if (data.get("quiet_hours_start") is None) != (data.get("quiet_hours_end") is None):
+            raise forms.ValidationError("Quiet hours need both a start and an end (or neither, for the default).")
+        cap = data.get("marketing_cap_hours")
+        if cap is not None and not 0 <= cap <= MAX_CAP_HOURS:
+            self.add_error("marketing_cap_hours", f"must be between 0 and {MAX_CAP_HOURS}")
+        return data
 
     def clean_messages_per_second(self) -> float:
         rate = float(self.cleaned_data["messages_per_second"])
@@ -102,7 +111,8 @@ class MessagingConnectionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_select_related = ("store",)
     # ``credentials`` is never listed: secrets stay encrypted and out of pages. Settings are not
     # editable here because they are validated when connecting (`storeloop messaging connect`).
-    fields = ("store", "channel", "provider", "settings", "messages_per_second", "active", "created_at", "updated_at")
+    fields = ("store", "channel", "provider", "settings", "messages_per_second", "marketing_cap_hours",
+              "quiet_hours_start", "quiet_hours_end", "active", "created_at", "updated_at")  # fmt: skip
     readonly_fields = ("store", "channel", "provider", "settings", "created_at", "updated_at")
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -49,7 +49,7 @@ from storeloop.messaging.channels.base import ChannelInterface, Envelope, Outcom
 from storeloop.messaging.channels.factory import send_rate
 from storeloop.messaging.inbound.window import is_window_open, last_inbound_times
 from storeloop.messaging.models import Message, MessagingConnection, TemplateVersion
-from storeloop.messaging.policies import QUIET_CHANNELS, next_allowed_by_cap, recipient_quiet_until
+from storeloop.messaging.policies import MarketingPolicy, next_allowed_by_cap, recipient_quiet_until
 from storeloop.messaging.templates import TemplateRepository
 from storeloop.stores.models import Store
 
@@ -224,6 +224,7 @@ class MessageDispatcher:
         delayed: dict[int, tuple[dt.datetime, str]] = {}
         closed: dict[int, tuple[str, str]] = {}  # id -> (status, reason)
         last_sent = self._last_marketing_sends(messages)
+        policies = lookups.policies({m.store_id for m in messages})
         preferences = dict(
             Preference.objects.filter(ids_in(Preference, "contact", {m.contact_id for m in messages})).values_list(
                 "contact_id", "frequency"
@@ -242,16 +243,17 @@ class MessageDispatcher:
             marketing = message.purpose == Purpose.MARKETING
             if marketing:
                 key = (message.contact_id, message.channel)
+                policy = policies[(message.store_id, message.channel)]
                 cap_until = next_allowed_by_cap(
-                    last_sent.get(key), message.channel, preferences.get(message.contact_id)
+                    last_sent.get(key), message.channel, preferences.get(message.contact_id), policy
                 )
                 if key in taken and cap_until is None:
                     cap_until = now + dt.timedelta(minutes=1)
                 if cap_until is not None and cap_until > now:
                     delayed[message.pk] = (cap_until, "frequency_cap")
                     continue
-                if message.channel in QUIET_CHANNELS:
-                    quiet_end = recipient_quiet_until(now, recipient.phone, recipient.country)
+                if policy.quiet_hours is not None:
+                    quiet_end = recipient_quiet_until(now, recipient.phone, recipient.country, policy.quiet_hours)
                     if quiet_end is not None:
                         delayed[message.pk] = (quiet_end, "quiet_hours")
                         continue
@@ -284,7 +286,7 @@ class MessageDispatcher:
         senders = {(m.store_id, m.channel): m.store for m, _ in ready}  # the channels once, not per message
         channels = {key: lookups.get(store, key[1]) for key, store in senders.items()}
         if ready:
-            ready = self._mark_sending(ready, last_sent, preferences, now, counts)
+            ready = self._mark_sending(ready, last_sent, preferences, now, counts, policies)
         return _Prepared(ready, counts, channels)
 
     def _mark_sending(
@@ -294,6 +296,7 @@ class MessageDispatcher:
         preferences: dict[int, str],
         now: dt.datetime,
         counts: Counter[str],
+        policies: _Policies,
     ) -> list[tuple[Message, Envelope]]:
         """Put the attempt on record before any provider call: a crash from here on can never lead
         to a second send (see the module docstring). Returns what may be sent."""
@@ -318,7 +321,10 @@ class MessageDispatcher:
             for message in marketing:
                 key = (message.contact_id, message.channel)
                 if message.pk in still_queued and fresh.get(key) != last_sent.get(key):
-                    until = next_allowed_by_cap(fresh.get(key), message.channel, preferences.get(message.contact_id))
+                    policy = policies[(message.store_id, message.channel)]
+                    until = next_allowed_by_cap(
+                        fresh.get(key), message.channel, preferences.get(message.contact_id), policy
+                    )
                     if until is not None and until > now:
                         capped[until].append(message.pk)
                         still_queued.discard(message.pk)
@@ -587,6 +593,13 @@ def _send_chunk(channel: ChannelInterface | str, name: str, envelopes: list[Enve
         return [SendResult(e.message_id, Outcome.UNKNOWN, error=type(exc).__name__) for e in envelopes]
 
 
+class _Policies(dict[tuple[int, str], MarketingPolicy]):
+    """``(store, channel) -> MarketingPolicy``; a channel without a connection has the defaults."""
+
+    def __missing__(self, key: tuple[int, str]) -> MarketingPolicy:
+        return MarketingPolicy.for_channel(key[1])
+
+
 class _DrainLookups:
     """What a drain's batches look up per store rather than per message: the channels (or why
     there is none: not configured, nothing is sent, the messages are tried again later), the send
@@ -597,7 +610,8 @@ class _DrainLookups:
     def __init__(self, factory: ChannelFactory) -> None:
         self._factory = factory
         self._entries: dict[tuple[int, str], tuple[float, ChannelInterface | str]] = {}
-        self._rates: dict[int, tuple[float, dict[str, float]]] = {}  # store -> (expiry, channel -> rate)
+        # store -> (expiry, channel -> (send rate, marketing policy)): one query of the connections
+        self._rates: dict[int, tuple[float, dict[str, tuple[float, MarketingPolicy]]]] = {}
         self._stores: dict[int, tuple[float, Store]] = {}
         self._versions: dict[int, TemplateVersion] = {}
 
@@ -625,8 +639,13 @@ class _DrainLookups:
 
     def send_rates(self, store_ids: set[int]) -> dict[tuple[int, str], float]:
         """``(store, channel) -> messages/s`` of the stores' connections."""
-        rates = self._fresh(self._rates, store_ids, _send_rates)
-        return {(pk, name): rate for pk in store_ids for name, rate in rates[pk].items()}
+        rules = self._fresh(self._rates, store_ids, _connection_rules)
+        return {(pk, name): rate for pk in store_ids for name, (rate, _) in rules[pk].items()}
+
+    def policies(self, store_ids: set[int]) -> _Policies:
+        """The stores' marketing caps and quiet hours per channel."""
+        rules = self._fresh(self._rates, store_ids, _connection_rules)
+        return _Policies({(pk, name): policy for pk in store_ids for name, (_, policy) in rules[pk].items()})
 
     @staticmethod
     def _fresh(
@@ -640,15 +659,22 @@ class _DrainLookups:
         return {pk: cache[pk][1] for pk in ids}
 
 
-def _send_rates(store_ids: set[int]) -> dict[int, dict[str, float]]:
-    """Each store's ``channel -> messages/s`` (empty without connections)."""
-    rates: dict[int, dict[str, float]] = {pk: {} for pk in store_ids}
+def _connection_rules(store_ids: set[int]) -> dict[int, dict[str, tuple[float, MarketingPolicy]]]:
+    """Each store's ``channel -> (messages/s, marketing policy)`` (empty without connections)."""
+    rules: dict[int, dict[str, tuple[float, MarketingPolicy]]] = {pk: {} for pk in store_ids}
     connections = MessagingConnection.objects.filter(store_id__in=store_ids).only(
-        "store_id", "channel", "provider", "messages_per_second"
+        "store_id",
+        "channel",
+        "provider",
+        "messages_per_second",
+        "marketing_cap_hours",
+        "quiet_hours_start",
+        "quiet_hours_end",
     )  # not the credentials: decrypting them is the factory's business
-    for connection in connections:
-        rates[connection.store_id][connection.channel] = send_rate(connection)
-    return rates
+    for c in connections:
+        policy = MarketingPolicy.for_channel(c.channel, c.marketing_cap_hours, c.quiet_hours_start, c.quiet_hours_end)
+        rules[c.store_id][c.channel] = (send_rate(c), policy)
+    return rules
 
 
 class _SendPool:

@@ -128,7 +128,8 @@ class MessagingConnection(TimeStampedModel):
     ``credentials`` is JSON encrypted at rest (SMTP username/password and the bounce webhook secret,
     Twilio auth token, WhatsApp access token, app secret and webhook verify token); ``settings``
     holds what may be shown and logged (host, sender, base URL ...). ``messages_per_second`` is the
-    store's rate on this channel, shared by every worker process (see ``channels.factory``).
+    store's rate on this channel, shared by every worker process (see ``channels.factory``); the
+    marketing cap and quiet hours are the store's rules on this channel (``policies.MarketingPolicy``).
     """
 
     class Provider(models.TextChoices):
@@ -142,6 +143,18 @@ class MessagingConnection(TimeStampedModel):
     credentials = EncryptedTextField()
     settings = models.JSONField(default=dict, blank=True, help_text="Non-secret provider settings")
     messages_per_second = models.FloatField(default=10.0, help_text="Send rate of the store on this channel")
+    # Marketing rules of the store on this channel (``policies.MarketingPolicy``); empty: the defaults.
+    marketing_cap_hours = models.FloatField(
+        null=True, blank=True,
+        help_text="Least hours between two marketing messages to one contact (empty: 16 for e-mail, 24 for SMS "
+                  "and WhatsApp; 0: no cap)",
+    )  # fmt: skip
+    quiet_hours_start = models.TimeField(
+        null=True, blank=True,
+        help_text="Marketing waits from this local time of the recipient (empty: 21:00 for SMS and WhatsApp, none "
+                  "for e-mail; the same start and end: no quiet hours)",
+    )  # fmt: skip
+    quiet_hours_end = models.TimeField(null=True, blank=True, help_text="… until this local time (empty: 08:00)")
     active = models.BooleanField(default=True)
 
     class Meta:
@@ -153,6 +166,16 @@ class MessagingConnection(TimeStampedModel):
                 | models.Q(channel="sms", provider="twilio")
                 | models.Q(channel="whatsapp", provider="whatsapp_cloud"),
                 name="messaging_provider_matches_channel",
+            ),
+            # Quiet hours have a start and an end, or neither; a cap is not negative.
+            models.CheckConstraint(
+                condition=models.Q(quiet_hours_start__isnull=True, quiet_hours_end__isnull=True)
+                | models.Q(quiet_hours_start__isnull=False, quiet_hours_end__isnull=False),
+                name="messaging_quiet_hours_complete",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(marketing_cap_hours__isnull=True) | models.Q(marketing_cap_hours__gte=0),
+                name="messaging_cap_not_negative",
             ),
         ]
 

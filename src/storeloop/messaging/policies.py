@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -31,19 +32,48 @@ FREQUENCY_CAPS = {
 QUIET_START = dt.time(21, 0)
 QUIET_END = dt.time(8, 0)
 QUIET_CHANNELS = frozenset({Channel.SMS, Channel.WHATSAPP})
+QuietHours = tuple[dt.time, dt.time]  # (start, end) in the recipient's local time; may span midnight
+DEFAULT_QUIET_HOURS: QuietHours = (QUIET_START, QUIET_END)
 
 
-def cap_for(channel: str, frequency: str | None) -> dt.timedelta:
-    base = DEFAULT_CAPS[Channel(channel)]
+@dataclass(frozen=True)
+class MarketingPolicy:
+    """A store's rules for marketing on one channel (its connection's settings, else the defaults).
+
+    ``cap``: the least time between two marketing messages to one contact (zero: no cap);
+    ``quiet_hours``: when the recipient's local clock is in it, marketing waits (None: never).
+    """
+
+    cap: dt.timedelta
+    quiet_hours: QuietHours | None
+
+    @classmethod
+    def for_channel(
+        cls, channel: str, cap_hours: float | None = None, quiet_start: dt.time | None = None,
+        quiet_end: dt.time | None = None,
+    ) -> MarketingPolicy:  # fmt: skip
+        """The policy from a connection's settings; an unset one takes the channel's default. Quiet
+        hours that start and end at the same time are none."""
+        cap = DEFAULT_CAPS[Channel(channel)] if cap_hours is None else dt.timedelta(hours=cap_hours)
+        quiet: QuietHours | None = DEFAULT_QUIET_HOURS if channel in QUIET_CHANNELS else None
+        if quiet_start is not None and quiet_end is not None:
+            quiet = None if quiet_start == quiet_end else (quiet_start, quiet_end)
+        return cls(cap, quiet)
+
+
+def cap_for(channel: str, frequency: str | None, policy: MarketingPolicy | None = None) -> dt.timedelta:
+    base = DEFAULT_CAPS[Channel(channel)] if policy is None else policy.cap
     extra = FREQUENCY_CAPS.get(frequency) if frequency else None  # type: ignore[call-overload]
     return max(base, extra) if extra else base
 
 
-def next_allowed_by_cap(last_sent: dt.datetime | None, channel: str, frequency: str | None) -> dt.datetime | None:
+def next_allowed_by_cap(
+    last_sent: dt.datetime | None, channel: str, frequency: str | None, policy: MarketingPolicy | None = None
+) -> dt.datetime | None:
     """``None`` when the cap allows sending now-ish; otherwise the earliest time it allows."""
     if last_sent is None:
         return None
-    return last_sent + cap_for(channel, frequency)
+    return last_sent + cap_for(channel, frequency, policy)
 
 
 @lru_cache(maxsize=4096)
@@ -83,7 +113,9 @@ def _zones_of_number(phone: str) -> tuple[str, ...]:
     return tuple(phone_timezone.time_zones_for_geographical_number(facts.parsed))
 
 
-def recipient_quiet_until(now: dt.datetime, phone: str, country: str) -> dt.datetime | None:
+def recipient_quiet_until(
+    now: dt.datetime, phone: str, country: str, hours: QuietHours = DEFAULT_QUIET_HOURS
+) -> dt.datetime | None:
     """``quiet_until_everywhere`` in the recipient's zones (``zones_for``), cheaply when the answer
     is clear.
 
@@ -94,12 +126,14 @@ def recipient_quiet_until(now: dt.datetime, phone: str, country: str) -> dt.date
     time for the recipient either — exactly, without the per-number work.
     """
     possible = _possible_zones(phone, country)
-    if possible is not None and not any(quiet_until(now, zone) for zone in possible):
+    if possible is not None and not any(quiet_until(now, zone, hours) for zone in possible):
         return None
-    return quiet_until_everywhere(now, zones_for(phone, country))
+    return quiet_until_everywhere(now, zones_for(phone, country), hours)
 
 
-def quiet_until_everywhere(now: dt.datetime, zones: tuple[ZoneInfo, ...]) -> dt.datetime | None:
+def quiet_until_everywhere(
+    now: dt.datetime, zones: tuple[ZoneInfo, ...], hours: QuietHours = DEFAULT_QUIET_HOURS
+) -> dt.datetime | None:
     """The first moment from ``now`` when it is daytime in every one of ``zones`` (None: now).
 
     A number that may be in several zones (a Moscow mobile is listed from Kaliningrad to Kamchatka)
@@ -109,14 +143,14 @@ def quiet_until_everywhere(now: dt.datetime, zones: tuple[ZoneInfo, ...]) -> dt.
     does for a number with one zone.
     """
     if len(zones) == 1:
-        return quiet_until(now, zones[0])
+        return quiet_until(now, zones[0], hours)
     moment = now
     while moment - now < dt.timedelta(days=1):
-        ends = [end for zone in zones if (end := quiet_until(moment, zone)) is not None]
+        ends = [end for zone in zones if (end := quiet_until(moment, zone, hours)) is not None]
         if not ends:
             return None if moment == now else moment
         moment = max(ends)  # each step ends a quiet period somewhere: at most a few per zone in a day
-    return quiet_until(now, zones[0])
+    return quiet_until(now, zones[0], hours)
 
 
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")  # ASCII only: \d would also match other scripts' digits
@@ -151,11 +185,14 @@ def _known_zones(names: tuple[str, ...]) -> tuple[ZoneInfo, ...]:
 
 
 @lru_cache(maxsize=1024)
-def quiet_until(now: dt.datetime, zone: ZoneInfo) -> dt.datetime | None:
-    """If it is quiet time (21:00–08:00) where the recipient is, when it ends (UTC); else None."""
+def quiet_until(now: dt.datetime, zone: ZoneInfo, hours: QuietHours = DEFAULT_QUIET_HOURS) -> dt.datetime | None:
+    """If it is quiet time (``hours``, by default 21:00–08:00) where the recipient is, when it ends
+    (UTC); else None."""
+    start, end = hours
     local = now.astimezone(zone)
     clock = local.time()
-    if QUIET_END <= clock < QUIET_START:
+    quiet = (clock >= start or clock < end) if start > end else start <= clock < end
+    if not quiet:
         return None
-    day = local.date() if clock < QUIET_END else local.date() + dt.timedelta(days=1)
-    return dt.datetime.combine(day, QUIET_END, tzinfo=zone).astimezone(dt.UTC)
+    day = local.date() if clock < end else local.date() + dt.timedelta(days=1)
+    return dt.datetime.combine(day, end, tzinfo=zone).astimezone(dt.UTC)

@@ -9,6 +9,7 @@ a new client on the next batch.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import ssl
 from typing import Any
@@ -255,6 +256,31 @@ def _save(
             "active": True,
         },
     )
+    return connection
+
+
+MAX_CAP_HOURS = 24 * 90
+
+
+def set_marketing_policy(
+    store_id: int,
+    channel: str,
+    *,
+    cap_hours: float | None = None,
+    quiet_hours: tuple[dt.time, dt.time] | None = None,
+) -> MessagingConnection:
+    """Set the store's marketing rules on a connected channel: the least hours between two marketing
+    messages to one contact (None: the default, 16 for e-mail, 24 for SMS and WhatsApp; 0: no cap)
+    and the quiet hours in the recipient's local time (None: the default, 21:00-08:00 for SMS and
+    WhatsApp, none for e-mail; the same start and end: none). Takes effect within a second."""
+    connection = MessagingConnection.objects.filter(store_id=_store(store_id).pk, channel=channel).first()
+    if connection is None:
+        raise NotFound(f"store {store_id} has no {channel} connection", code="channel_not_configured")
+    if cap_hours is not None and not 0 <= cap_hours <= MAX_CAP_HOURS:
+        raise _invalid(f"cap_hours must be between 0 and {MAX_CAP_HOURS}", "invalid_cap", "cap_hours")
+    connection.marketing_cap_hours = cap_hours
+    connection.quiet_hours_start, connection.quiet_hours_end = quiet_hours or (None, None)
+    connection.save(update_fields=["marketing_cap_hours", "quiet_hours_start", "quiet_hours_end", "updated_at"])
     return connection
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -90,6 +91,28 @@ def test_connection_rate_and_active_are_editable_and_checked(admin_client: Clien
     stored = MessagingConnection.objects.get()
     assert (stored.messages_per_second, stored.active) == (2.5, False)
     assert stored.credentials == connection.credentials  # the secrets were not touched
+
+
+def test_a_connections_marketing_cap_and_quiet_hours_are_editable_and_checked(
+    admin_client: Client, records: dict[str, Any]
+) -> None:
+    url = f"/admin/messaging/messagingconnection/{records['connection'].pk}/change/"
+    half = admin_client.post(url, {"messages_per_second": "10", "quiet_hours_start": "22:00"})
+    assert "Quiet hours need both a start and an end" in half.content.decode()
+    negative = admin_client.post(url, {"messages_per_second": "10", "marketing_cap_hours": "-1"})
+    assert "must be between 0 and 2160" in negative.content.decode()
+    stored = MessagingConnection.objects.get()
+    assert (stored.marketing_cap_hours, stored.quiet_hours_start, stored.quiet_hours_end) == (None, None, None)
+    form = {"messages_per_second": "10", "marketing_cap_hours": "12", "quiet_hours_start": "22:00",
+            "quiet_hours_end": "07:00", "active": "on"}  # fmt: skip
+    saved = admin_client.post(url, form)
+    assert saved.status_code == 302
+    stored = MessagingConnection.objects.get()
+    assert (stored.marketing_cap_hours, stored.quiet_hours_start, stored.quiet_hours_end) == (
+        12.0,
+        dt.time(22),
+        dt.time(7),
+    )
 
 
 def test_the_ledger_and_messages_cannot_be_changed_or_deleted(admin_client: Client, records: dict[str, Any]) -> None:

@@ -56,7 +56,7 @@ def test_connect_smtp_tests_then_stores_and_never_prints_the_password(capsys: An
         assert code == 0
         assert json.loads(out) == {
             "store": store.pk, "channel": "email", "provider": "smtp", "messages_per_second": 50.0, "active": True,
-            "checked": True,
+            "checked": True, "marketing_cap": "16 h", "quiet_hours": "none",
             "settings": {"host": smtp.host, "port": smtp.port, "security": "none", "from_addr": "shop@shop.example",
                          "from_name": "Test Shop", "connections": 3},
         }  # fmt: skip
@@ -100,6 +100,30 @@ def test_connect_whatsapp_and_no_check(capsys: Any, store: Any) -> None:
                        "unchecked", "--phone-number-id", "42", "--no-check", "--json")  # fmt: skip
     assert (code, json.loads(out)["checked"], json.loads(out)["settings"]["phone_number_id"]) == (0, False, "42")
     assert credentials_of(MessagingConnection.objects.get()) == {"access_token": "unchecked"}
+
+
+def test_messaging_policy_sets_and_resets_a_stores_cap_and_quiet_hours(capsys: Any, store: Any) -> None:
+    def policy(*argv: str) -> tuple[int, Any, str]:
+        code, out, err = run(capsys, "messaging", "policy", "--store", str(store.pk), "--channel", "sms", *argv)
+        return code, json.loads(out) if code == 0 else out, err
+
+    code, _, err = policy("--json")
+    assert (code, "channel_not_configured" in err) == (2, True)  # no SMS connection yet
+    MessagingConnection.objects.create(store=store, channel="sms", provider="twilio", credentials="{}")
+    code, out, _ = policy("--cap-hours", "12", "--quiet-hours", "22:00-07:30", "--json")
+    assert (code, out["marketing_cap"], out["quiet_hours"]) == (0, "12 h", "22:00-07:30")
+    code, out, _ = policy("--quiet-hours", "none", "--json")  # the cap left out: back to the default
+    assert (code, out["marketing_cap"], out["quiet_hours"]) == (0, "24 h", "none")
+    code, out, _ = policy("--json")
+    assert (out["marketing_cap"], out["quiet_hours"]) == ("24 h", "21:00-08:00")
+    with pytest.raises(SystemExit) as bad:
+        policy("--quiet-hours", "late")
+    assert bad.value.code == 2
+    assert "HH:MM-HH:MM" in capsys.readouterr().err
+    code, _, err = policy("--cap-hours", "-3")
+    assert (code, "cap_hours must be between 0" in err) == (2, True)
+    connection = MessagingConnection.objects.get()
+    assert (connection.marketing_cap_hours, connection.quiet_hours_start) == (None, None)
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,11 @@ import time_machine
 
 from storeloop.consent.services import MessagingConsentManager
 from storeloop.contacts.models import Contact
+from storeloop.core.errors import NotFound, ValidationError
 from storeloop.messaging.channels.base import Envelope, Outcome, SendResult
+from storeloop.messaging.channels.connections import set_marketing_policy
 from storeloop.messaging.dispatcher import MessageDispatcher, default_context, reap_stuck_sends
-from storeloop.messaging.models import Message
+from storeloop.messaging.models import Message, MessagingConnection
 from storeloop.messaging.templates import TemplateRepository
 
 pytestmark = pytest.mark.django_db
@@ -572,3 +574,101 @@ def test_drain_reports_a_backlog_once_when_a_claim_comes_back_full(
     queue(dispatcher, store, contact, "transactional", "t5", version=version)
     dispatcher.drain(budget_seconds=60, batch_size=2, on_backlog=lambda: calls.append("again"))
     assert calls == ["more"]  # one message due: no backlog
+
+
+# --- a store's own marketing rules (MessagingConnection: cap and quiet hours) --------------------------
+
+
+def connect(store: Any, channel: str, **rules: Any) -> None:
+    provider = {"email": "smtp", "sms": "twilio", "whatsapp": "whatsapp_cloud"}[channel]
+    MessagingConnection.objects.create(store=store, channel=channel, provider=provider, credentials="{}")
+    set_marketing_policy(store.pk, channel, **rules)
+
+
+def test_a_stores_own_frequency_cap_replaces_the_default(
+    dispatcher: MessageDispatcher, channels: dict[str, RecordingChannel], store: Any, contact: Contact
+) -> None:
+    connect(store, "email", cap_hours=2)
+    grant(contact)
+    version = template(store)
+    with time_machine.travel(NOON, tick=False):
+        queue(dispatcher, store, contact, "marketing", "m1", version=version)
+        queue(dispatcher, store, contact, "marketing", "m2", version=version)
+        assert dispatcher.process_queue() == Counter({"sent": 1, "delayed": 1})  # one per batch
+    with time_machine.travel(NOON + dt.timedelta(minutes=2), tick=False):
+        assert dispatcher.process_queue() == Counter({"delayed": 1})
+        assert Message.objects.get(status="queued").not_before == NOON + dt.timedelta(hours=2)
+    with time_machine.travel(NOON + dt.timedelta(hours=2, minutes=1), tick=False):
+        assert dispatcher.process_queue() == Counter({"sent": 1})  # the default would wait 16 h
+    assert len(channels["email"].sent) == 2
+
+
+def test_no_cap_sends_every_marketing_message(
+    dispatcher: MessageDispatcher, channels: dict[str, RecordingChannel], store: Any, contact: Contact
+) -> None:
+    connect(store, "email", cap_hours=0)
+    grant(contact)
+    version = template(store)
+    with time_machine.travel(NOON, tick=False):
+        queue(dispatcher, store, contact, "marketing", "m1", version=version)
+        assert dispatcher.process_queue() == Counter({"sent": 1})
+        queue(dispatcher, store, contact, "marketing", "m2", version=version)
+        assert dispatcher.process_queue() == Counter({"sent": 1})
+
+
+@pytest.mark.parametrize(
+    ("quiet_hours", "at_utc", "until_utc"),
+    [
+        # 22:00-07:00 Berlin: 21:30 local goes, 22:30 local waits until 07:00 (05:00 UTC in summer).
+        ((dt.time(22), dt.time(7)), dt.datetime(2026, 6, 1, 19, 30, tzinfo=dt.UTC), None),
+        ((dt.time(22), dt.time(7)), dt.datetime(2026, 6, 1, 20, 30, tzinfo=dt.UTC),
+         dt.datetime(2026, 6, 2, 5, 0, tzinfo=dt.UTC)),
+        # No quiet hours (the same start and end): 23:30 local goes.
+        ((dt.time(0), dt.time(0)), dt.datetime(2026, 6, 1, 21, 30, tzinfo=dt.UTC), None),
+        # Quiet hours within a day (a shop's siesta, 13:00-15:00): 14:00 local waits until 15:00.
+        ((dt.time(13), dt.time(15)), dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC),
+         dt.datetime(2026, 6, 1, 13, 0, tzinfo=dt.UTC)),
+    ],
+)  # fmt: skip
+def test_a_stores_own_quiet_hours_replace_the_default(
+    dispatcher: MessageDispatcher,
+    channels: dict[str, RecordingChannel],
+    store: Any,
+    contact: Contact,
+    quiet_hours: tuple[dt.time, dt.time],
+    at_utc: dt.datetime,
+    until_utc: dt.datetime | None,
+) -> None:
+    connect(store, "sms", quiet_hours=quiet_hours)
+    grant(contact, "sms")
+    with time_machine.travel(at_utc, tick=False):
+        queue(dispatcher, store, contact, "marketing", "sms-1", channel="sms")
+        counts = dispatcher.process_queue()
+    message = Message.objects.get()
+    if until_utc is None:
+        assert (counts, message.status, len(channels["sms"].sent)) == (Counter({"sent": 1}), "sent", 1)
+    else:
+        assert (counts, message.reason, message.not_before) == (Counter({"delayed": 1}), "quiet_hours", until_utc)
+        assert channels["sms"].sent == []
+
+
+def test_quiet_hours_can_be_set_for_email_too(
+    dispatcher: MessageDispatcher, channels: dict[str, RecordingChannel], store: Any, contact: Contact
+) -> None:
+    connect(store, "email", quiet_hours=(dt.time(21), dt.time(8)))
+    grant(contact)
+    with time_machine.travel(dt.datetime(2026, 6, 1, 21, 30, tzinfo=dt.UTC), tick=False):  # 23:30 in Berlin
+        queue(dispatcher, store, contact, "marketing", "m1")
+        assert dispatcher.process_queue() == Counter({"delayed": 1})
+    assert channels["email"].sent == []
+
+
+def test_a_policy_is_refused_for_a_channel_not_connected_or_a_negative_cap(store: Any) -> None:
+    with pytest.raises(NotFound) as missing:
+        set_marketing_policy(store.pk, "sms", cap_hours=1)
+    assert missing.value.code == "channel_not_configured"
+    MessagingConnection.objects.create(store=store, channel="sms", provider="twilio", credentials="{}")
+    with pytest.raises(ValidationError) as negative:
+        set_marketing_policy(store.pk, "sms", cap_hours=-1)
+    assert negative.value.code == "invalid_cap"
+    assert MessagingConnection.objects.get().marketing_cap_hours is None

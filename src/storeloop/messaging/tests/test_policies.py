@@ -52,6 +52,27 @@ def test_the_shortcut_answers_exactly_like_the_recipients_zones(now: dt.datetime
     assert recipient_quiet_until(now, phone, country) == quiet_until_everywhere(now, zones_for(phone, country))
 
 
+clock_times = st.builds(dt.time, st.integers(0, 23), st.sampled_from([0, 15, 30, 45]))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(now=moments, phone=phones, country=countries, start=clock_times, end=clock_times)
+def test_a_stores_own_quiet_hours_hold_exactly_while_the_local_clock_is_in_them(
+    now: dt.datetime, phone: str, country: str, start: dt.time, end: dt.time
+) -> None:
+    """Any window, across midnight or within a day: quiet exactly while the clock is in it (one
+    zone), until later; the shortcut agrees with the full path."""
+    hours = (start, end)
+    until = recipient_quiet_until(now, phone, country, hours)
+    assert until == quiet_until_everywhere(now, zones_for(phone, country), hours)
+    zone = zone_for(phone, country)
+    clock = now.astimezone(zone).time()
+    inside = (clock >= start or clock < end) if start > end else start <= clock < end
+    single = quiet_until(now, zone, hours)
+    assert (single is not None) == inside
+    assert single is None or single > now
+
+
 @settings(max_examples=1000, deadline=None)
 @given(now=moments, phone=phones, country=countries)
 def test_a_send_waits_for_daytime_in_every_zone_of_the_number(now: dt.datetime, phone: str, country: str) -> None:
