@@ -672,3 +672,49 @@ def test_a_policy_is_refused_for_a_channel_not_connected_or_a_negative_cap(store
         set_marketing_policy(store.pk, "sms", cap_hours=-1)
     assert negative.value.code == "invalid_cap"
     assert MessagingConnection.objects.get().marketing_cap_hours is None
+
+
+@pytest.mark.parametrize(
+    ("channel", "frequency", "cap"),
+    [
+        ("sms", None, dt.timedelta(hours=24)),
+        ("whatsapp", None, dt.timedelta(hours=24)),
+        ("email", "weekly", dt.timedelta(days=7)),
+        ("sms", "monthly", dt.timedelta(days=30)),
+    ],
+)
+def test_default_caps_per_channel_and_the_contacts_chosen_frequency(
+    dispatcher: MessageDispatcher,
+    channels: dict[str, RecordingChannel],
+    store: Any,
+    contact: Contact,
+    channel: str,
+    frequency: str | None,
+    cap: dt.timedelta,
+) -> None:
+    grant(contact, channel)
+    if frequency:
+        MessagingConsentManager().set_preferences(contact, frequency=frequency)
+    version = template(store, channel)
+    with time_machine.travel(NOON, tick=False):
+        queue(dispatcher, store, contact, "marketing", "m1", channel=channel, version=version)
+        assert dispatcher.process_queue() == Counter({"sent": 1})
+        queue(dispatcher, store, contact, "marketing", "m2", channel=channel, version=version)
+        assert dispatcher.process_queue() == Counter({"delayed": 1})
+        waiting = Message.objects.get(status="queued")
+        assert (waiting.reason, waiting.not_before) == ("frequency_cap", NOON + cap)
+    with time_machine.travel(NOON + cap + dt.timedelta(minutes=1), tick=False):
+        assert dispatcher.process_queue() == Counter({"sent": 1})
+    assert len(channels[channel].sent) == 2
+
+
+def test_quiet_hours_hold_whatsapp_marketing_too(
+    dispatcher: MessageDispatcher, channels: dict[str, RecordingChannel], store: Any, contact: Contact
+) -> None:
+    grant(contact, "whatsapp")
+    with time_machine.travel(dt.datetime(2026, 6, 1, 20, 30, tzinfo=dt.UTC), tick=False):  # 22:30 in Berlin
+        queue(dispatcher, store, contact, "marketing", "wa-1", channel="whatsapp")
+        assert dispatcher.process_queue() == Counter({"delayed": 1})
+    message = Message.objects.get()
+    assert (message.reason, message.not_before) == ("quiet_hours", dt.datetime(2026, 6, 2, 6, 0, tzinfo=dt.UTC))
+    assert channels["whatsapp"].sent == []
