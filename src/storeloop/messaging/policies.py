@@ -136,11 +136,11 @@ def quiet_until_everywhere(
 ) -> dt.datetime | None:
     """The first moment from ``now`` when it is daytime in every one of ``zones`` (None: now).
 
-    A number that may be in several zones (a Moscow mobile is listed from Kaliningrad to Kamchatka)
-    waits until it is daytime in all of them: in the first listed zone alone (Almaty, UTC+5) a
-    text would reach Moscow at 06:00. When the zones share no daytime within a day (libphonenumber
-    lists 42 zones for some +1 numbers, from Guam's to Bermuda's), the first zone decides, as it
-    does for a number with one zone.
+    A number that may be in several zones (a Moscow mobile is listed from Bucharest's zone to
+    Kamchatka's) waits until it is daytime in all of them: in the first listed zone alone (Almaty,
+    UTC+5) a text would reach Moscow at 06:00. Even the 42 zones of a +1 toll-free number, Guam to
+    Bermuda, share two hours of daytime; only zones that share none within a day (spread over more
+    than 13 hours) leave the first zone to decide, as for a number with one zone.
     """
     if len(zones) == 1:
         return quiet_until(now, zones[0], hours)
