@@ -214,6 +214,16 @@ def process_cpu_seconds(pgid: int | None, pg_database: str | None = None) -> tup
     return group / _CLK_TCK, database / _CLK_TCK
 
 
+def pid_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds (from /proc) of one live process, all its threads."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return 0.0
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
 def _serves(proc_path: str, pg_database: str) -> bool:
     # Titles: "postgres: [CLUSTER: ]USER DB HOST(PORT) STATE" for a backend, "postgres: [CLUSTER: ]walwriter"...
     try:

@@ -45,7 +45,10 @@ from _common import (
     ServerProcess,
     free_port,
     machine_busy_fraction,
+    machine_cpu_seconds,
     machine_info,
+    own_cpu_seconds,
+    pid_cpu_seconds,
     print_json_line,
     run_storeloop,
     storeloop_env,
@@ -134,7 +137,7 @@ def _blast_smtp(host: str, port: int, count: int, threads: int, conn: Connection
     started = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
         sent = sum(pool.map(run, range(threads)))
-    conn.send((sent, time.perf_counter() - started))
+    conn.send((sent, time.perf_counter() - started, own_cpu_seconds()))
 
 
 def _blast_twilio(info: dict[str, Any], count: int, threads: int, conn: Connection) -> None:
@@ -160,13 +163,15 @@ def _blast_twilio(info: dict[str, Any], count: int, threads: int, conn: Connecti
     started = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
         sent = sum(pool.map(run, range(threads)))
-    conn.send((sent, time.perf_counter() - started))
+    conn.send((sent, time.perf_counter() - started, own_cpu_seconds()))
     client.close()
 
 
 def provider_capacity(smtp: Fake, twilio: Fake, count: int) -> float:
-    """Both fakes blasted at once by bare clients in two processes → messages/s together."""
+    """Both fakes blasted at once by bare clients in two processes → messages/s together. Prints
+    where the CPU went, per message sent (to compare with the end-to-end run's)."""
     ctx = multiprocessing.get_context("spawn")
+    fakes_before = [pid_cpu_seconds(fake.proc.pid) for fake in (smtp, twilio)]
     pipes, procs = [], []
     for target, args in (
         (_blast_smtp, (smtp.info["host"], smtp.info["port"], count // 2, CONCURRENCY)),
@@ -180,8 +185,36 @@ def provider_capacity(smtp: Fake, twilio: Fake, count: int) -> float:
     results = [pipe.recv() for pipe in pipes]
     for proc in procs:
         proc.join(30)
-    sent = sum(n for n, _ in results)
-    return sent / max(seconds for _, seconds in results)
+    fakes = [pid_cpu_seconds(fake.proc.pid) - before for fake, before in zip((smtp, twilio), fakes_before, strict=True)]
+    half = count // 2
+    print(f"  capacity CPU per message (ms): SMTP client {1000 * results[0][2] / half:.3f}, fake SMTP "
+          f"{1000 * fakes[0] / half:.3f}; Twilio client {1000 * results[1][2] / half:.3f}, fake Twilio "
+          f"{1000 * fakes[1] / half:.3f}")  # fmt: skip
+    sent = sum(n for n, _, _ in results)
+    return sent / max(seconds for _, seconds, _ in results)
+
+
+class CpuMeter:
+    """CPU seconds of the run's processes between two readings, per message, and the machine's."""
+
+    def __init__(self, processes: dict[str, list[int]]) -> None:
+        self.processes = processes
+        self.start = self._read()
+
+    def _read(self) -> dict[str, float]:
+        readings = {name: sum(pid_cpu_seconds(pid) for pid in pids) for name, pids in self.processes.items()}
+        readings["bench"] = own_cpu_seconds()
+        readings["machine busy"], readings["machine total"] = machine_cpu_seconds()
+        return readings
+
+    def report(self, messages: int) -> dict[str, float]:
+        end = self._read()
+        used = {name: end[name] - self.start[name] for name in end}
+        total = used.pop("machine total")
+        per_message = {name: round(1000 * seconds / messages, 3) for name, seconds in used.items()}
+        print("  CPU per message (ms): " + ", ".join(f"{name} {ms:.3f}" for name, ms in per_message.items())
+              + f"; machine {100 * used['machine busy'] / max(total, 1e-9):.0f} % busy")  # fmt: skip
+        return per_message
 
 
 # --- Django side (this process, after setup) -----------------------------------------------------
@@ -313,11 +346,16 @@ def main() -> int:
             processes.append(ServerProcess([STORELOOP, "scheduler", "--tick", "0.2"], env, data_dir / "scheduler.log"))
             time.sleep(2)  # processes up
             manager = MessagingManager()
+            meter = CpuMeter({
+                "workers": [p.proc.pid for p in processes[:-1]], "scheduler": [processes[-1].proc.pid],
+                "fake SMTP": [smtp.proc.pid], "fake Twilio": [twilio.proc.pid],
+            })  # fmt: skip
             t0 = time.perf_counter()
             manager.send_bulk_message(store, template_key="news", channel="email", audience={"all": []})
             manager.send_bulk_message(store, template_key="sale", channel="sms", audience={"all": []})
             t1 = wait_until_sent(store, recipients, timeout=max(600, recipients / 50), campaigns=False)
             rate = recipients / (t1 - t0)
+            cpu = meter.report(recipients)
             wait_until_sent(store, recipients, timeout=60, campaigns=True)  # and both marked completed
             statuses = dict(Message.objects.filter(store=store).values_list("status").annotate(n=Count("id")))
             print(f"end to end: {recipients:,} messages in {t1 - t0:.1f}s = {rate:,.0f} messages/s {statuses}")
@@ -354,7 +392,7 @@ def main() -> int:
         "provider_capacity_per_s": round(capacity, 1), "ratio": round(ratio, 3), "naive_per_s": round(naive_rate, 1),
         "provider_capacity_before_after": [round(capacity_before, 1), round(capacity_after, 1)],
         "exactly_once": exactly_once, "workers": args.workers, "statuses": statuses, "targets_met": met,
-        "machine_busy_before_pct": round(100 * busy_before, 1), "machine": machine_info(),
+        "machine_busy_before_pct": round(100 * busy_before, 1), "cpu_ms_per_message": cpu, "machine": machine_info(),
     })  # fmt: skip
     return 0 if exactly_once else 1
 
