@@ -495,7 +495,8 @@ def _envelope(conn: smtplib.SMTP, wire: _Wire) -> bytes:
 
 def _dot_stuff(payload: bytes) -> bytes:
     """RFC 5321 4.5.2 transparency plus the terminating ``.``: lines starting with '.' get one more."""
-    payload = _LEADING_DOT.sub(b"..", payload)
+    if payload.startswith(b".") or b"\n." in payload:  # rare; the regex scans every position
+        payload = _LEADING_DOT.sub(b"..", payload)
     if not payload.endswith(b"\r\n"):
         payload += b"\r\n"
     return payload + b".\r\n"
