@@ -60,7 +60,7 @@ TARGET_RATIO = 0.5
 CONCURRENCY = 4  # the dispatcher's sending threads per process
 # Mobile number ranges with 10^7+ numbers each, in zones around the clock: the run picks one where
 # it is daytime now, so marketing SMS quiet hours (21:00-08:00 local) do not hold messages back.
-PHONE_RANGES = ["+4915112", "+8190123", "+121255", "+9198765", "+55119876", "+614123"]
+PHONE_RANGES = ["+49151123", "+8190123", "+121255", "+9198765", "+55119876", "+614123"]
 
 
 # --- the fakes, each in its own process --------------------------------------------------------
@@ -265,6 +265,7 @@ def seed(recipients: int, smtp: dict[str, Any], twilio: dict[str, Any]) -> Any:
     repo.publish(repo.save_template(store, "sale", "sms", body_text="{{ contact.first_name }}: 20% off this week"))
     repo.publish(repo.save_template(store, "receipt", "email", subject="Your receipt", body_text="Thanks!"))
     prefix = daytime_range()
+    print(f"SMS recipients: {prefix}xxxxx, where it is daytime now (quiet hours cost more for some ranges)")
     half = recipients // 2
     now = timezone.now()
     with transaction.atomic():

@@ -281,12 +281,14 @@ class MessageDispatcher:
                 marketing=marketing, unsubscribe_url=unsubscribe, preferences_url=links["preferences_url"],
                 window_open=window,
                 wa_template_name=template.wa_template_name, wa_language=template.wa_language,
+                locale=template.template.locale,
             )))  # fmt: skip
         self._write_decisions(closed, delayed, counts)
         senders = {(m.store_id, m.channel): m.store for m, _ in ready}  # the channels once, not per message
         channels = {key: lookups.get(store, key[1]) for key, store in senders.items()}
         if ready:
-            ready = self._mark_sending(ready, last_sent, preferences, now, counts, policies)
+            providers = lookups.providers({store_id for store_id, _ in senders})
+            ready = self._mark_sending(ready, last_sent, preferences, now, counts, policies, providers)
         return _Prepared(ready, counts, channels)
 
     def _mark_sending(
@@ -297,6 +299,7 @@ class MessageDispatcher:
         now: dt.datetime,
         counts: Counter[str],
         policies: _Policies,
+        providers: dict[tuple[int, str], str],
     ) -> list[tuple[Message, Envelope]]:
         """Put the attempt on record before any provider call: a crash from here on can never lead
         to a second send (see the module docstring). Returns what may be sent."""
@@ -331,7 +334,15 @@ class MessageDispatcher:
             for until, pks in capped.items():
                 Message.objects.filter(pk__in=pks).update(not_before=until, reason="frequency_cap", claimed_until=None)
                 counts["delayed"] += len(pks)
-            Message.objects.filter(ids_in(Message, "id", still_queued)).update(status=Status.SENDING, attempted_at=now)
+            # The attempt names its provider (the message keeps it: its provider id is that provider's).
+            attempts: dict[str, list[int]] = defaultdict(list)
+            for message, _ in ready:
+                if message.pk in still_queued:
+                    attempts[providers.get((message.store_id, message.channel), "")].append(message.pk)
+            for provider, pks in attempts.items():
+                Message.objects.filter(ids_in(Message, "id", pks)).update(
+                    status=Status.SENDING, attempted_at=now, provider=provider
+                )
         return [(m, e) for m, e in ready if m.pk in still_queued]
 
     @staticmethod
@@ -610,8 +621,8 @@ class _DrainLookups:
     def __init__(self, factory: ChannelFactory) -> None:
         self._factory = factory
         self._entries: dict[tuple[int, str], tuple[float, ChannelInterface | str]] = {}
-        # store -> (expiry, channel -> (send rate, marketing policy)): one query of the connections
-        self._rates: dict[int, tuple[float, dict[str, tuple[float, MarketingPolicy]]]] = {}
+        # store -> (expiry, channel -> its connection's rules): one query of the connections
+        self._rates: dict[int, tuple[float, dict[str, _Rules]]] = {}
         self._stores: dict[int, tuple[float, Store]] = {}
         self._versions: dict[int, TemplateVersion] = {}
 
@@ -640,12 +651,17 @@ class _DrainLookups:
     def send_rates(self, store_ids: set[int]) -> dict[tuple[int, str], float]:
         """``(store, channel) -> messages/s`` of the stores' connections."""
         rules = self._fresh(self._rates, store_ids, _connection_rules)
-        return {(pk, name): rate for pk in store_ids for name, (rate, _) in rules[pk].items()}
+        return {(pk, name): rule.rate for pk in store_ids for name, rule in rules[pk].items()}
 
     def policies(self, store_ids: set[int]) -> _Policies:
         """The stores' marketing caps and quiet hours per channel."""
         rules = self._fresh(self._rates, store_ids, _connection_rules)
-        return _Policies({(pk, name): policy for pk in store_ids for name, (_, policy) in rules[pk].items()})
+        return _Policies({(pk, name): rule.policy for pk in store_ids for name, rule in rules[pk].items()})
+
+    def providers(self, store_ids: set[int]) -> dict[tuple[int, str], str]:
+        """``(store, channel) -> provider`` (``MessagingConnection.Provider``) of the stores' connections."""
+        rules = self._fresh(self._rates, store_ids, _connection_rules)
+        return {(pk, name): rule.provider for pk in store_ids for name, rule in rules[pk].items()}
 
     @staticmethod
     def _fresh(
@@ -659,9 +675,18 @@ class _DrainLookups:
         return {pk: cache[pk][1] for pk in ids}
 
 
-def _connection_rules(store_ids: set[int]) -> dict[int, dict[str, tuple[float, MarketingPolicy]]]:
-    """Each store's ``channel -> (messages/s, marketing policy)`` (empty without connections)."""
-    rules: dict[int, dict[str, tuple[float, MarketingPolicy]]] = {pk: {} for pk in store_ids}
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    """What the dispatcher needs of one connection besides the channel itself."""
+
+    rate: float  # messages/s
+    policy: MarketingPolicy
+    provider: str
+
+
+def _connection_rules(store_ids: set[int]) -> dict[int, dict[str, _Rules]]:
+    """Each store's ``channel -> _Rules`` (empty without connections)."""
+    rules: dict[int, dict[str, _Rules]] = {pk: {} for pk in store_ids}
     connections = MessagingConnection.objects.filter(store_id__in=store_ids).only(
         "store_id",
         "channel",
@@ -673,7 +698,7 @@ def _connection_rules(store_ids: set[int]) -> dict[int, dict[str, tuple[float, M
     )  # not the credentials: decrypting them is the factory's business
     for c in connections:
         policy = MarketingPolicy.for_channel(c.channel, c.marketing_cap_hours, c.quiet_hours_start, c.quiet_hours_end)
-        rules[c.store_id][c.channel] = (send_rate(c), policy)
+        rules[c.store_id][c.channel] = _Rules(send_rate(c), policy, c.provider)
     return rules
 
 

@@ -32,6 +32,7 @@ class Envelope:
     window_open: bool = True  # WhatsApp: inside the 24-hour customer-service window
     wa_template_name: str = ""  # WhatsApp: approved template used outside the 24-hour window
     wa_language: str = ""
+    locale: str = "en"  # the template's: the language of what the channel adds (the e-mail footer)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ Why it looks like this:
 - A message that cannot be built (bad address, marketing without an https unsubscribe link) fails
   here, before any network call, and does not stop the rest of the batch.
 - Every marketing mail links the preference center: a part whose template did not show
-  ``{{ preferences_url }}`` gets a footer with it (``with_preferences_footer``).
+  ``{{ preferences_url }}`` gets a footer with it (``with_preferences_footer``), in the template's
+  language where we have the words (``FOOTERS``), else in English.
 """
 
 from __future__ import annotations
@@ -114,7 +115,9 @@ class EmailChannel:
         text = rendered.text if rendered.text.strip() else strip_tags(rendered.html).strip()
         html = rendered.html
         if envelope.marketing and envelope.preferences_url:
-            text, html = with_preferences_footer(text, html, envelope.preferences_url, envelope.unsubscribe_url)
+            text, html = with_preferences_footer(
+                text, html, envelope.preferences_url, envelope.unsubscribe_url, envelope.locale
+            )
         return EmailMessageSpec(
             from_addr=self.from_addr,
             from_name=self.from_name or None,
@@ -133,17 +136,47 @@ class EmailChannel:
 
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 
+# The footer's words per language (a template's locale, "de" or "de-AT"): the link to the
+# preference center, the word between the links, the unsubscribe link. Pages behind the links
+# are the service's own; the footer sits in the shop's message, so it speaks the message's language.
+FOOTERS: dict[str, tuple[str, str, str]] = {
+    "en": ("Manage your e-mail preferences", "or", "unsubscribe"),
+    "de": ("E-Mail-Einstellungen verwalten", "oder", "abmelden"),
+    "fr": ("Gérer vos préférences e-mail", "ou", "vous désabonner"),
+    "es": ("Gestionar tus preferencias de correo", "o", "darte de baja"),
+    "it": ("Gestisci le tue preferenze e-mail", "o", "annulla l'iscrizione"),
+    "nl": ("Beheer je e-mailvoorkeuren", "of", "meld je af"),
+    "pt": ("Gerencie suas preferências de e-mail", "ou", "cancele a inscrição"),
+    "pt-pt": ("Gerir as suas preferências de e-mail", "ou", "cancelar a subscrição"),
+    "pl": ("Zarządzaj ustawieniami e-mail", "lub", "wypisz się"),
+    "sv": ("Hantera dina e-postinställningar", "eller", "avregistrera dig"),
+    "da": ("Administrer dine e-mailindstillinger", "eller", "afmeld dig"),
+}
 
-def with_preferences_footer(text: str, html: str, preferences_url: str, unsubscribe_url: str) -> tuple[str, str]:
+
+def footer_words(locale: str) -> tuple[str, str, str]:
+    """``FOOTERS`` for a locale ("pt_PT", "pt-BR", "DE"): the exact locale, else its language, else English."""
+    tag = locale.strip().lower().replace("_", "-")
+    return FOOTERS.get(tag) or FOOTERS.get(tag.split("-", 1)[0]) or FOOTERS["en"]
+
+
+def with_preferences_footer(
+    text: str, html: str, preferences_url: str, unsubscribe_url: str, locale: str = "en"
+) -> tuple[str, str]:
     """Every marketing e-mail links the preference center: a footer is added to each part (text,
     HTML) whose template did not show ``{{ preferences_url }}`` (before ``</body>`` in HTML)."""
+    manage, conjunction, unsubscribe = footer_words(locale)
     if preferences_url not in text:
-        text = f"{text.rstrip()}\n\n--\nManage your e-mail preferences or unsubscribe: {preferences_url}\n"
+        text = f"{text.rstrip()}\n\n--\n{manage} {conjunction} {unsubscribe}: {preferences_url}\n"
     if html and escape(preferences_url) not in html and preferences_url not in html:
         footer = (
             '<p style="font-size:12px;color:#666666">'
-            f'<a href="{escape(preferences_url)}">Manage your e-mail preferences</a>'
-            + (f' or <a href="{escape(unsubscribe_url)}">unsubscribe</a>' if unsubscribe_url else "")
+            f'<a href="{escape(preferences_url)}">{escape(manage)}</a>'
+            + (
+                f' {escape(conjunction)} <a href="{escape(unsubscribe_url)}">{escape(unsubscribe)}</a>'
+                if unsubscribe_url
+                else ""
+            )
             + ".</p>"
         )
         ends = list(_BODY_END.finditer(html))

@@ -96,8 +96,7 @@ def test_one_message_shows_its_record_after_a_real_send(api: ApiClient, store: A
     message.refresh_from_db()
     assert body == {
         "id": message.pk, "contact_id": message.contact_id, "channel": "email", "purpose": "transactional",
-        # "provider": the dispatcher does not fill it in yet (reported to the lead).
-        "status": "sent", "reason": "", "campaign_id": None, "priority": 10, "attempts": 1, "provider": "",
+        "status": "sent", "reason": "", "campaign_id": None, "priority": 10, "attempts": 1, "provider": "smtp",
         "template": {"template_id": message.template.template_id, "key": "receipt-email", "version": 1},  # type: ignore[union-attr]
         "provider_message_id": smtp.message_ids()[0], "last_error": "",
         "created_at": "2026-06-01T12:00:00Z", "not_before": "2026-06-01T12:00:00Z",

@@ -25,6 +25,7 @@ from storeloop.core.errors import ValidationError
 from storeloop.integrations.smtp.fake import FakeSmtpServer
 from storeloop.messaging.channels.base import Envelope, Outcome
 from storeloop.messaging.channels.connections import check_channel, connect_smtp
+from storeloop.messaging.channels.email import footer_words
 from storeloop.messaging.channels.factory import channel_for, close_channels
 from storeloop.messaging.dispatcher import MessageDispatcher
 from storeloop.messaging.models import Message, MessagingConnection
@@ -280,3 +281,45 @@ def test_every_marketing_mail_links_the_preference_center(
     with time_machine.travel(NOON, tick=True):  # the link's signature is dated; it expires
         page = Client().get(urlsplit(preferences).path.removeprefix("/u/shop"))  # a proxy strips the prefix
     assert (page.status_code, "<h1>Your preferences</h1>" in page.content.decode()) == (200, True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_footer_speaks_the_templates_language(
+    store: Any, smtp: FakeSmtpServer, connection: MessagingConnection, settings: Any
+) -> None:
+    """A German marketing template gets the footer in German, links and all; the English one beside
+    it in English."""
+    settings.PUBLIC_URL = "https://loop.example"
+    contact = Contact.objects.create(store=store, email="anna@example.de", first_name="Anna")
+    MessagingConsentManager().grant_consent(contact, "email", "marketing", source="checkout")
+    repo = TemplateRepository()
+    dispatcher = MessageDispatcher(channel_for)
+    for locale in ("de-DE", "en"):
+        news = repo.save_template(store, "news", "email", locale=locale, subject=f"News {locale}", body_text="Hallo!",
+                                  body_html="<html><body><p>Hallo!</p></body></html>")  # fmt: skip
+        repo.publish(news)
+        with time_machine.travel(NOON + dt.timedelta(days=1 if locale == "en" else 0), tick=True):  # past the cap
+            dispatcher.queue_message(store=store, contact=contact, channel="email", purpose="marketing",
+                                     template=news, dedupe_key=f"news-{locale}")  # fmt: skip
+            assert dispatcher.process_queue() == Counter({"sent": 1})
+    mails = {str(m.message["Subject"]): m.message for m in smtp.messages}
+    german, english = mails["News de-DE"], mails["News en"]
+    unsubscribe = str(german["List-Unsubscribe"]).strip("<>")
+    preferences = unsubscribe.replace("/u/", "/preferences/")
+    text = german.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    html = german.get_body(("html",)).get_content()
+    assert text.endswith(f"--\nE-Mail-Einstellungen verwalten oder abmelden: {preferences}\n")
+    assert (
+        f'<a href="{preferences}">E-Mail-Einstellungen verwalten</a> oder <a href="{unsubscribe}">abmelden</a>.</p>'
+        in html
+    )
+    assert "Manage your e-mail preferences" not in text + html
+    assert "Manage your e-mail preferences or unsubscribe: " in english.get_body(("plain",)).get_content()
+
+
+def test_footer_words_fall_back_from_the_locale_to_its_language_to_english() -> None:
+    assert footer_words("pt_PT")[0] == "Gerir as suas preferências de e-mail"
+    assert footer_words("pt-BR")[0] == "Gerencie suas preferências de e-mail"
+    assert footer_words(" DE ")[2] == "abmelden"
+    assert footer_words("ja") == footer_words("en") == ("Manage your e-mail preferences", "or", "unsubscribe")
+    assert footer_words("") == footer_words("en")

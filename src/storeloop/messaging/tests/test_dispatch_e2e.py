@@ -112,6 +112,10 @@ def test_every_recipient_gets_each_message_exactly_once(store: Any, smtp: FakeSm
     sent = sum(len(expected(c, p)) for c in ("email", "sms") for p in ("transactional", "marketing"))
     assert totals == Counter({"sent": sent, "suppressed": 4 * CONTACTS - sent})
     assert set(Message.objects.values_list("status", flat=True)) == {"sent", "suppressed"}
+    # Each attempt names the provider of the store's connection; suppressed messages had none.
+    assert set(Message.objects.values_list("channel", "status", "provider")) == {
+        ("email", "sent", "smtp"), ("sms", "sent", "twilio"), ("email", "suppressed", ""), ("sms", "suppressed", ""),
+    }  # fmt: skip
 
     # E-mail: one copy per Message-ID, each the one the row recorded, over the channel's pooled
     # sessions (two by default), reused from batch to batch rather than one per message or batch.
