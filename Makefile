@@ -5,6 +5,9 @@ UV := .tools/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := python3
 export UV_LINK_MODE := copy
+# Bytecode written at install: every process (worker, scheduler, CLI, the tests' subprocesses) then
+# starts in ~0.9 s instead of ~2.2 s compiling Django, also where PYTHONDONTWRITEBYTECODE is set.
+export UV_COMPILE_BYTECODE := 1
 
 .PHONY: run test test-postgres chromium lint typecheck check bench-ingest clean help
 

@@ -194,6 +194,20 @@ def provider_capacity(smtp: Fake, twilio: Fake, count: int) -> float:
     return sent / max(seconds for _, seconds, _ in results)
 
 
+def wait_until_idle(pids: list[int], timeout: float = 60.0) -> None:
+    """Until the processes have started up: together under a tenth of a core for half a second
+    (the clock must not start while workers still import Django)."""
+    deadline = time.monotonic() + timeout
+    before = sum(pid_cpu_seconds(pid) for pid in pids)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = sum(pid_cpu_seconds(pid) for pid in pids)
+        if now - before < 0.05:
+            return
+        before = now
+    raise RuntimeError(f"the workers and scheduler still busy after {timeout:.0f}s")
+
+
 class CpuMeter:
     """CPU seconds of the run's processes between two readings, per message, and the machine's."""
 
@@ -345,7 +359,7 @@ def main() -> int:
                 command = [STORELOOP, "worker", "--interval", "0.05", "--queues", "default,webhooks,maintenance"]
                 processes.append(ServerProcess(command, env, data_dir / f"worker{n}.log"))
             processes.append(ServerProcess([STORELOOP, "scheduler", "--tick", "0.2"], env, data_dir / "scheduler.log"))
-            time.sleep(2)  # processes up
+            wait_until_idle([p.proc.pid for p in processes])  # started up, polling an empty queue
             manager = MessagingManager()
             meter = CpuMeter({
                 "workers": [p.proc.pid for p in processes[:-1]], "scheduler": [processes[-1].proc.pid],
