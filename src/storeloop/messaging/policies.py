@@ -79,22 +79,75 @@ def next_allowed_by_cap(
 @lru_cache(maxsize=4096)
 def zone_for(phone: str, country: str) -> ZoneInfo:
     """The recipient's time zone: from the phone number, else the country, else UTC (the first
-    of ``zones_for``: what a local-time campaign schedules by)."""
+    of ``zones_for``, the most likely one: what a local-time campaign schedules by)."""
     return zones_for(phone, country)[0]
 
 
 def zones_for(phone: str, country: str) -> tuple[ZoneInfo, ...]:
     """Every zone the recipient may be in, as libphonenumber lists them for the number (one for
     most numbers; for mobiles of countries that span zones, all of them: 16 for Russia's and
-    Kazakhstan's +7, 8 for Australia's), else for the country, else UTC."""
+    Kazakhstan's +7, 8 for Australia's), else the country's main zone (``_main_zone``), else UTC.
+
+    Of several, the most likely comes first (``_main_first``): libphonenumber lists them
+    alphabetically, which would put a Moscow mobile in Almaty and a Toronto toll-free number on
+    Adak, Alaska."""
     candidates: tuple[str, ...] = ()
     if phone:
         candidates = _zones_of_number(phone)
     if (not candidates or candidates[0] == phone_timezone.UNKNOWN_TIMEZONE) and country:
+        main = _main_zone(country.upper())
+        if main is not None:
+            return (main,)
         example = phonenumbers.example_number(country.upper())
         if example is not None:
             candidates = tuple(phone_timezone.time_zones_for_number(example))
-    return _known_zones(candidates) or (ZoneInfo("UTC"),)
+    zones = _known_zones(candidates) or (ZoneInfo("UTC"),)
+    if len(zones) > 1:
+        zones = _main_first(zones, country.upper(), _region_of_number(phone))
+    return zones
+
+
+# Where most people of a country that spans zones live, where libphonenumber's example landline
+# (``_main_zone``'s rule) is elsewhere: Russia's is in Irkutsk, Canada's in Halifax.
+MAIN_ZONES = {
+    "CA": "America/Toronto",
+    "IE": "Europe/London",  # libphonenumber lists Irish numbers under London's zone (same clock as Dublin)
+    "KZ": "Asia/Almaty",
+    "MX": "America/Mexico_City",
+    "RU": "Europe/Moscow",
+    "US": "America/New_York",
+}
+
+
+@lru_cache(maxsize=1024)
+def _main_first(zones: tuple[ZoneInfo, ...], country: str, number_region: str) -> tuple[ZoneInfo, ...]:
+    """``zones`` with the contact's country's main zone first, else the number's region's, when
+    it is one of them; else as listed."""
+    for region in (country, number_region):
+        main = _main_zone(region) if region else None
+        if main is not None and main in zones:
+            return (main, *(zone for zone in zones if zone != main))
+    return zones
+
+
+@lru_cache(maxsize=512)
+def _main_zone(region: str) -> ZoneInfo | None:
+    """A region's main zone: ``MAIN_ZONES``, else the zone of its example landline when that has one."""
+    if region in MAIN_ZONES:
+        return ZoneInfo(MAIN_ZONES[region])
+    example = phonenumbers.example_number_for_type(region, PhoneNumberType.FIXED_LINE)
+    names = phone_timezone.time_zones_for_number(example) if example is not None else ()
+    return ZoneInfo(names[0]) if len(names) == 1 and names[0] != phone_timezone.UNKNOWN_TIMEZONE else None
+
+
+@lru_cache(maxsize=1024)
+def _region_of_number(phone: str) -> str:
+    """The region (``"JM"``) a number belongs to, "" when unknown: asked only of numbers listed in
+    several zones (for +1 it tries each of the plan's 25 regions)."""
+    facts = phone_facts(phone) if phone else None
+    if facts is None or facts.parsed is None:
+        return ""
+    return phonenumbers.region_code_for_number(facts.parsed) or ""
 
 
 def _zones_of_number(phone: str) -> tuple[str, ...]:

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import phonenumbers
 import phonenumbers.timezone
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -93,10 +94,10 @@ def test_a_send_waits_for_daytime_in_every_zone_of_the_number(now: dt.datetime, 
 
 
 def test_a_mobile_of_a_country_that_spans_zones_is_texted_in_daytime_everywhere() -> None:
-    # Russia's +7 mobiles are listed in 16 zones, the first Almaty (UTC+5): at 03:30 UTC it is
-    # 08:30 there but 06:30 in Moscow. Daytime everywhere starts at 08:00 in Moscow and Bucharest.
+    # Russia's +7 mobiles are listed in 16 zones, libphonenumber's first Almaty (UTC+5): at 03:30
+    # UTC it is 08:30 there but 06:30 in Moscow. Daytime everywhere starts at 08:00 in Moscow and Bucharest.
     early = dt.datetime(2026, 6, 1, 3, 30, tzinfo=dt.UTC)
-    assert zone_for("+79161234567", "") == ZoneInfo("Asia/Almaty")
+    assert zones_for("+79161234567", "")[0] == zone_for("+79161234567", "") == ZoneInfo("Europe/Moscow")
     assert quiet_until(early, ZoneInfo("Asia/Almaty")) is None
     assert recipient_quiet_until(early, "+79161234567", "") == dt.datetime(2026, 6, 1, 5, 0, tzinfo=dt.UTC)
     moscow_landline = "+74951234567"  # one zone
@@ -117,21 +118,45 @@ def test_quiet_time_is_found_in_the_recipients_own_zone() -> None:
     assert recipient_quiet_until(evening, "", "DE") == berlin_morning  # no phone: the country's zone
 
 
-def _zone_by_phonenumbers(phone: str) -> ZoneInfo:
-    """``zone_for(phone, "")`` computed from libphonenumber directly: its first known zone, else UTC."""
+def _zones_by_phonenumbers(phone: str) -> list[ZoneInfo]:
+    """``zones_for(phone, "")`` computed from libphonenumber directly: its known zones, else UTC."""
     try:
         names = phonenumbers.timezone.time_zones_for_number(phonenumbers.parse(phone, None))
     except phonenumbers.NumberParseException:
         names = []
-    return next((ZoneInfo(name) for name in names if name != "Etc/Unknown"), ZoneInfo("UTC"))
+    return [ZoneInfo(name) for name in names if name != "Etc/Unknown"] or [ZoneInfo("UTC")]
 
 
 @settings(max_examples=3000, deadline=None)
 @given(phone=phones)
-def test_the_zone_of_a_number_is_libphonenumbers_own(phone: str) -> None:
-    """``zone_for`` reads a number's zones from the facts it shares with the SMS channel's check;
-    they must be exactly what ``phonenumbers.timezone.time_zones_for_number`` says."""
-    assert zone_for(phone, "") == _zone_by_phonenumbers(phone)
+def test_the_zones_of_a_number_are_libphonenumbers_own(phone: str) -> None:
+    """``zones_for`` reads a number's zones from the facts it shares with the SMS channel's check;
+    they must be exactly what ``phonenumbers.timezone.time_zones_for_number`` says, in its order
+    but for the main one, first; ``zone_for`` is that one."""
+    listed = _zones_by_phonenumbers(phone)
+    zones = zones_for(phone, "")
+    assert sorted(zones, key=str) == sorted(listed, key=str)
+    assert zone_for(phone, "") == zones[0]
+    assert [zone for zone in listed if zone != zones[0]] == list(zones[1:])
+
+
+@pytest.mark.parametrize(
+    ("phone", "country", "zone"),
+    [
+        ("+79161234567", "", "Europe/Moscow"),  # 16 zones, Almaty listed first
+        ("+79161234567", "KZ", "Asia/Almaty"),  # the same number of a contact in Kazakhstan
+        ("+61412345678", "", "Australia/Sydney"),  # 8 zones, Adelaide listed first
+        ("+18005550123", "", "America/New_York"),  # a toll-free number: the plan's 42 zones, Adak first
+        ("+18005550123", "CA", "America/Toronto"),
+        ("+18765551234", "", "America/Jamaica"),  # a Jamaican mobile is listed under all of +1
+        ("", "RU", "Europe/Moscow"),  # no number: the country's main zone (its example landline is in Irkutsk)
+        ("", "CA", "America/Toronto"),
+        ("", "JP", "Asia/Tokyo"),
+        ("", "XX", "UTC"),
+    ],
+)
+def test_of_several_zones_the_main_one_comes_first(phone: str, country: str, zone: str) -> None:
+    assert zone_for(phone, country) == zones_for(phone, country)[0] == ZoneInfo(zone)
 
 
 @settings(max_examples=3000, deadline=None)

@@ -108,7 +108,9 @@ def test_local_time_puts_each_recipient_at_that_wall_clock_time_in_their_zone(st
             ("berlin", "+4915112345678", ""),
             ("tokyo", "+819012345678", ""),
             ("newyork", "+12125550123", ""),
+            ("moscow", "+79161234567", ""),  # a Russian mobile, listed in 16 zones: Moscow's, the main one
             ("lima", "", "PE"),
+            ("canada", "", "CA"),  # a country of several zones: its main one
             ("nowhere", "", ""),
         ]:
             contact = person(store, name, phone=phone, country=country, consent=("sms",))
@@ -133,6 +135,8 @@ def test_local_time_puts_each_recipient_at_that_wall_clock_time_in_their_zone(st
         "Berlin": at_ten("Europe/Berlin"),  # 08:00 UTC (summer time)
         "Tokyo": at_ten("Asia/Tokyo"),  # 01:00 UTC
         "Newyork": at_ten("America/New_York"),  # 14:00 UTC
+        "Moscow": at_ten("Europe/Moscow"),  # 07:00 UTC (libphonenumber lists Almaty first: 05:00 UTC)
+        "Canada": at_ten("America/Toronto"),  # 14:00 UTC
         "Lima": at_ten("America/Lima"),  # 15:00 UTC: Peru's phone prefix +51
         "Nowhere": dt.datetime(2026, 6, 3, 10, 0, tzinfo=dt.UTC),  # a number that places nobody, no country: UTC
     }
