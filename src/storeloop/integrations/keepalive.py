@@ -31,23 +31,31 @@ Design:
   request never waits for a connection.
 - TLS: verified against the system trust store (``ssl.create_default_context()``, which honours
   ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``), loaded once per client on its first HTTPS connection; or
-  the ``ssl_context`` given. No HTTP/2, no proxies, no redirects, no compression (ADR 8).
+  the ``ssl_context`` given. No HTTP/2, no redirects, no compression (ADR 8).
+- Proxies, as httpx and curl take them: ``proxy=`` or, by default, the environment (``HTTPS_PROXY``
+  / ``HTTP_PROXY`` / ``ALL_PROXY``, skipped for hosts in ``NO_PROXY``), so the send path leaves a
+  network the way the rest of the service does. An ``http://`` proxy only (credentials in its URL
+  go in ``Proxy-Authorization``): https origins through a ``CONNECT`` tunnel, TLS end to end with
+  the origin's certificate checked; http origins in absolute form.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
+import ipaddress
 import re
 import select
 import socket
 import ssl
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import httpx
 
@@ -228,6 +236,8 @@ class KeepAliveClient:
         max_idle_connections: int = 16,
         keepalive_expiry: float = 5.0,
         ssl_context: ssl.SSLContext | None = None,
+        proxy: str | None = None,
+        trust_env: bool = True,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -257,6 +267,11 @@ class KeepAliveClient:
         self._expiry = keepalive_expiry
         self._ssl_context = ssl_context
         self._tls_lock = threading.Lock()
+        if proxy is None and trust_env:
+            proxy = _environment_proxy(parts.scheme, self._host)
+        self._proxy = _Proxy.parse(proxy) if proxy else None
+        # Through a proxy, an http origin's requests name the whole URL (RFC 9112 absolute form).
+        self._target_origin = self.origin if self._proxy is not None and not self._https else ""
 
         # Header names (lower-cased) → line; the block is joined once for requests without extra headers.
         # Without Accept-Encoding any coding is acceptable (RFC 9110); we decode none, so say so.
@@ -267,6 +282,8 @@ class KeepAliveClient:
             user, password = auth
             token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
             lines["authorization"] = _check_header("Authorization", f"Basic {token}")
+        if self._target_origin and self._proxy is not None and self._proxy.authorization:
+            lines["proxy-authorization"] = _check_header("Proxy-Authorization", self._proxy.authorization)
         self._header_lines = lines
         self._header_block = b"".join(lines.values())
         self._form_block = self._header_block if "content-type" in lines else self._header_block + _content_type(_FORM)
@@ -296,7 +313,8 @@ class KeepAliveClient:
         self.close()
 
     def __repr__(self) -> str:  # never shows headers (credentials)
-        return f"KeepAliveClient({self.origin!r})"
+        via = f", proxy={self._proxy.origin!r}" if self._proxy is not None else ""
+        return f"KeepAliveClient({self.origin!r}{via})"
 
     # --- requests ----------------------------------------------------------------------------------
 
@@ -374,7 +392,7 @@ class KeepAliveClient:
             raise ValueError("path must start with '/'")
         if data is not None and content is not None:
             raise ValueError("pass either data (a form) or content (bytes), not both")
-        target = self._prefix + quote(path, safe=_PATH_SAFE)
+        target = self._target_origin + self._prefix + quote(path, safe=_PATH_SAFE)
         if params:
             target += ("&" if "?" in target else "?") + urlencode(params)
         if data is not None:
@@ -428,12 +446,14 @@ class KeepAliveClient:
 
     def _open(self) -> http.client.HTTPConnection:
         connection: http.client.HTTPConnection
+        host, port = (self._proxy.host, self._proxy.port) if self._proxy is not None else (self._host, self._port)
         if self._https:
-            connection = http.client.HTTPSConnection(
-                self._host, self._port, timeout=self._connect_timeout, context=self._tls()
-            )
+            connection = http.client.HTTPSConnection(host, port, timeout=self._connect_timeout, context=self._tls())
+            if self._proxy is not None:  # CONNECT first; TLS (and the certificate check) with the origin
+                tunnel = {"Proxy-Authorization": self._proxy.authorization} if self._proxy.authorization else None
+                connection.set_tunnel(self._host, self._port, headers=tunnel)
         else:
-            connection = http.client.HTTPConnection(self._host, self._port, timeout=self._connect_timeout)
+            connection = http.client.HTTPConnection(host, port, timeout=self._connect_timeout)
         try:
             connection.connect()
         except TimeoutError as exc:
@@ -456,6 +476,62 @@ class KeepAliveClient:
         return f"{method} {self.origin}: {what}"
 
 
+@dataclass(frozen=True)
+class _Proxy:
+    host: str
+    port: int
+    authorization: str  # "Basic ..." or ""
+    origin: str  # for messages: scheme, host and port, never the credentials
+
+    @classmethod
+    def parse(cls, url: str) -> _Proxy:
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError("proxy must be an http:// URL with a host (https:// and SOCKS proxies are not supported)")
+        port = parts.port or 80
+        authorization = ""
+        if parts.username is not None:
+            user, password = unquote(parts.username), unquote(parts.password or "")
+            authorization = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        return cls(parts.hostname, port, authorization, f"http://{parts.hostname}:{port}")
+
+
+def _environment_proxy(scheme: str, host: str) -> str | None:
+    """The proxy the environment names for ``scheme`` (``HTTPS_PROXY``, else ``ALL_PROXY``; either
+    case), None when there is none or ``NO_PROXY`` lists the host."""
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(scheme) or proxies.get("all")
+    if not proxy or _bypassed(host, proxies.get("no", "")):
+        return None
+    return proxy
+
+
+def _bypassed(host: str, no_proxy: str) -> bool:
+    """Whether ``NO_PROXY`` lists ``host``, as curl reads it: "*" is every host; a name matches itself
+    and its subdomains (a leading "." is ignored); an IP address or a CIDR block ("10.0.0.0/8") its addresses."""
+    host = host.lower().rstrip(".")
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    for entry in (item.strip().lower() for item in no_proxy.split(",")):
+        if entry == "*":
+            return True
+        entry = entry.strip("[]").lstrip(".").rstrip(".")
+        if not entry:
+            continue
+        if address is not None and ("/" in entry or ":" in entry or entry[0].isdigit()):
+            with contextlib.suppress(ValueError):
+                if address in ipaddress.ip_network(entry, strict=False):
+                    return True
+            continue
+        if entry.count(":") == 1:  # "name:port": the port does not matter here
+            entry = entry.partition(":")[0]
+        if host == entry or host.endswith("." + entry):
+            return True
+    return False
+
+
 def _content_type(value: str) -> bytes:
     return f"Content-Type: {value}\r\n".encode("latin-1")
 
@@ -466,4 +542,6 @@ def _reason(exc: OSError) -> str:
         return f"certificate verify failed: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError):
         return str(exc.reason or type(exc).__name__)
+    if exc.strerror is None and exc.args and str(exc.args[0]).startswith("Tunnel connection failed"):
+        return str(exc.args[0])  # the proxy's status line, e.g. "407 Proxy Authentication Required"
     return exc.strerror or type(exc).__name__

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import select
 import socket
 import threading
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from storeloop.integrations.keepalive import KeepAliveClient
+from storeloop.integrations.keepalive import KeepAliveClient, _bypassed
 from storeloop.integrations.smtp.fake.tls import client_context, self_signed_cert, server_context
 
 from .canned import Answer, CannedServer, Received
@@ -447,3 +448,182 @@ def test_http_1_0_answer_without_keep_alive_closes_the_connection() -> None:
         assert client.request("GET", "/").content == b"ok"
     thread.join(5)
     assert more == [0]
+
+
+# --- proxies ---------------------------------------------------------------------------------------
+
+
+class LoopbackProxy:
+    """An http:// proxy on loopback: ``CONNECT`` opens a tunnel, an absolute-form request is passed
+    on to the origin it names; either way the bytes are then piped both ways. Records each request
+    head it read; with ``credentials`` it answers 407 unless they come in ``Proxy-Authorization``."""
+
+    def __init__(self, credentials: str | None = None) -> None:
+        self.credentials = credentials
+        self.heads: list[tuple[str, dict[str, str]]] = []  # (request line, lower-cased headers)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def __enter__(self) -> LoopbackProxy:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._listener.close()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self._listener.accept()
+                threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head = data.partition(b"\r\n\r\n")[0]
+            line, *fields = head.decode("latin-1").split("\r\n")
+            headers = {name.strip().lower(): value.strip() for name, _, value in (f.partition(":") for f in fields)}
+            self.heads.append((line, headers))
+            wanted = f"Basic {base64.b64encode(self.credentials.encode()).decode()}" if self.credentials else None
+            if wanted is not None and headers.get("proxy-authorization") != wanted:
+                conn.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+                return
+            method, target, _ = line.split(" ")
+            if method == "CONNECT":
+                host, _, port = target.rpartition(":")
+                upstream = socket.create_connection((host, int(port)))
+                conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            else:  # absolute form: http://host:port/path
+                authority = target.split("/")[2]
+                host, _, port = authority.rpartition(":")
+                upstream = socket.create_connection((host, int(port or 80)))
+                upstream.sendall(data)
+            with upstream:
+                _pipe(conn, upstream)
+
+
+def _pipe(a: socket.socket, b: socket.socket) -> None:
+    peers = {a: b, b: a}
+    while True:
+        readable, _, _ = select.select(list(peers), [], [], 5)
+        if not readable:
+            return
+        for sock in readable:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return
+            peers[sock].sendall(chunk)
+
+
+@pytest.fixture
+def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    return monkeypatch
+
+
+def test_https_goes_through_a_proxy_tunnel_with_tls_to_the_origin(
+    certificate: tuple[bytes, bytes], no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    """One CONNECT per connection, with the proxy's credentials; the origin's certificate is checked
+    through the tunnel and the origin never sees the proxy's credentials."""
+    cert, key = certificate
+    with (
+        LoopbackProxy(credentials="squid:p@ss") as proxy,
+        CannedServer(default=Answer(200, b"secure"), tls=server_context(cert, key)) as server,
+        KeepAliveClient(
+            server.url,
+            timeout=TIMEOUT,
+            ssl_context=client_context(cert),
+            proxy=f"http://squid:p%40ss@127.0.0.1:{proxy.port}",
+        ) as client,  # fmt: skip
+    ):
+        assert [client.request("POST", "/send", data={"n": str(n)}).content for n in range(3)] == [b"secure"] * 3
+        # http.client writes "HTTP/1.0" on Python 3.11, "HTTP/1.1" from 3.12; proxies take both.
+        assert [line.rpartition(" ")[0] for line, _ in proxy.heads] == [f"CONNECT localhost:{server.port}"]
+        assert proxy.heads[0][1]["proxy-authorization"] == "Basic " + base64.b64encode(b"squid:p@ss").decode()
+        assert (server.accepted, [r.target for r in server.requests]) == (1, ["/send"] * 3)
+        assert all("proxy-authorization" not in r.headers for r in server.requests)
+        assert "p@ss" not in repr(client)
+        assert "squid" not in repr(client)
+
+
+def test_https_through_a_proxy_still_refuses_an_untrusted_certificate(
+    certificate: tuple[bytes, bytes], no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    cert, key = certificate
+    with (
+        LoopbackProxy() as proxy,
+        CannedServer(default=Answer(200, b"secure"), tls=server_context(cert, key)) as server,
+        KeepAliveClient(server.url, timeout=TIMEOUT, proxy=proxy.url) as client,
+    ):
+        with pytest.raises(httpx.ConnectError, match="certificate verify failed"):
+            client.request("POST", "/send", content=b"never sent")
+        assert server.requests == []
+
+
+def test_the_environment_names_the_proxy_and_no_proxy_skips_it(
+    server: CannedServer, no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    with LoopbackProxy() as proxy:
+        no_proxy_env.setenv("HTTP_PROXY", proxy.url)
+        with KeepAliveClient(server.url, timeout=TIMEOUT) as client:  # http origin: absolute form
+            assert client.request("GET", "/orders", params={"page": "2"}).content == b"ok"
+        assert [line for line, _ in proxy.heads] == [f"GET {server.url}/orders?page=2 HTTP/1.1"]
+        assert server.requests[-1].target == f"{server.url}/orders?page=2"
+        no_proxy_env.setenv("NO_PROXY", "example.com, 127.0.0.0/8")
+        with KeepAliveClient(server.url, timeout=TIMEOUT) as client:
+            assert client.request("GET", "/direct").content == b"ok"
+        with KeepAliveClient(server.url, timeout=TIMEOUT, trust_env=False) as client:
+            no_proxy_env.delenv("NO_PROXY")
+            assert client.request("GET", "/direct-too").content == b"ok"
+        assert len(proxy.heads) == 1
+        assert [r.target for r in server.requests[-2:]] == ["/direct", "/direct-too"]
+
+
+def test_a_proxy_that_refuses_is_a_connect_error_naming_its_answer(no_proxy_env: pytest.MonkeyPatch) -> None:
+    with (
+        LoopbackProxy(credentials="squid:right") as proxy,
+        KeepAliveClient(
+            "https://api.twilio.example", timeout=TIMEOUT, proxy=f"http://squid:wrong@127.0.0.1:{proxy.port}"
+        ) as client,  # fmt: skip
+        pytest.raises(httpx.ConnectError) as info,
+    ):
+        client.request("POST", "/send", content=b"never sent")
+    assert str(info.value) == (
+        "cannot connect to https://api.twilio.example (Tunnel connection failed: 407 Proxy Authentication Required)"
+    )
+    assert [line.rpartition(" ")[0] for line, _ in proxy.heads] == ["CONNECT api.twilio.example:443"]
+
+
+@pytest.mark.parametrize("proxy", ["https://proxy.example:3128", "socks5://127.0.0.1:1080", "http://"])
+def test_only_http_proxies_are_taken(proxy: str) -> None:
+    with pytest.raises(ValueError, match="proxy must be an http:// URL"):
+        KeepAliveClient("https://api.twilio.example", timeout=TIMEOUT, proxy=proxy)
+
+
+@pytest.mark.parametrize(
+    ("host", "no_proxy", "bypassed"),
+    [
+        ("api.twilio.com", "twilio.com", True),
+        ("api.twilio.com", ".twilio.com", True),
+        ("twilio.com", ".twilio.com", True),
+        ("nottwilio.com", "twilio.com", False),
+        ("api.twilio.com", "graph.facebook.com, *", True),
+        ("api.twilio.com", "api.twilio.com:443", True),
+        ("10.1.2.3", "10.0.0.0/8", True),
+        ("10.1.2.3", "10.1.2.3", True),
+        ("11.1.2.3", "10.0.0.0/8", False),
+        ("::1", "[::1]", True),
+        ("api.twilio.com", "", False),
+    ],
+)
+def test_no_proxy_is_read_as_curl_reads_it(host: str, no_proxy: str, bypassed: bool) -> None:
+    assert _bypassed(host, no_proxy) is bypassed
