@@ -10,13 +10,14 @@ from storeloop.backfill.services import JobStatus, OrderBackfillManager
 from storeloop.backfill.tasks import run_backfill
 from storeloop.config.auth import request_store
 from storeloop.core.errors import NotFound
+from storeloop.core.moments import Moment
 from storeloop.core.tasks import enqueue_on_commit
 
 router = Router(tags=["backfills"])
 
 
 class BackfillIn(Schema):
-    since: dt.datetime | None = None
+    since: Moment | None = None
     sync_to_crm: bool = False
 
 

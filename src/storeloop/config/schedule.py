@@ -9,7 +9,7 @@ from storeloop.core.tasks.reaper import reap_expired_leases
 from storeloop.core.tasks.scheduler import RecurringJob
 from storeloop.crm.tasks import schedule_due_crm_retries
 from storeloop.inbox.tasks import prune_inbox
-from storeloop.messaging.tasks import advance_campaigns, kick_dispatch, reap_stuck_messages
+from storeloop.messaging.tasks import advance_campaigns, kick_dispatch, reap_stuck_messages, settle_unknown_messages
 from storeloop.metrics.tasks import refresh_all_store_metrics
 from storeloop.orders.tasks import reconcile_all_stores
 
@@ -36,4 +36,5 @@ def recurring_jobs() -> list[RecurringJob]:
         RecurringJob("advance_campaigns", every_seconds=10, inline=advance_campaigns),
         RecurringJob("dispatch_due_messages", every_seconds=5, inline=kick_dispatch),
         RecurringJob("reap_stuck_sends", every_seconds=60, task=reap_stuck_messages),
+        RecurringJob("settle_unknown_sends", every_seconds=60, task=settle_unknown_messages),
     ]

@@ -11,6 +11,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from storeloop.consent.models import ConsentEvent, ConsentState, Preference, Suppression, SuppressionRemoval
 from storeloop.consent.selectors import ContactConsent
+from storeloop.core.moments import Moment
 
 ChannelName = Literal["email", "sms", "whatsapp"]
 PurposeName = Literal["transactional", "marketing"]
@@ -60,7 +61,7 @@ class ConsentChangeIn(StrictIn):
         default=False, description="marketing email grant only: emails a confirmation link; pending until followed"
     )
     evidence: EvidenceIn | None = None
-    occurred_at: dt.datetime | None = Field(default=None, description="when it was given; default now")
+    occurred_at: Moment | None = Field(default=None, description="when it was given; default now")
 
 
 class ConsentEventOut(Schema):

@@ -24,6 +24,8 @@ def paginate(qs: QuerySet[Any], *, limit: int, offset: int) -> tuple[list[Any], 
             "offset must be 0 or more", code="invalid_offset", details=[{"field": "offset", "error": ">= 0"}]
         )
     count = qs.count()
-    items = list(qs[offset : offset + limit])
+    # Past the end there is nothing to read; not asking also keeps a huge offset out of the SQL,
+    # where it would not fit the database's integers.
+    items = list(qs[offset : offset + limit]) if offset < count else []
     next_offset = offset + limit if offset + limit < count else None
     return items, count, next_offset

@@ -5,8 +5,10 @@ the consent gate *at send time*, applies marketing caps and quiet hours (which d
 renders, and records the attempt (status ``sending``) in a commit **before** calling the provider.
 Then the channel sends the batch. Outcomes are written back in bulk. A worker that dies after the
 attempt was recorded leaves rows in ``sending``; the reaper marks them ``unknown`` — never resent
-— unless the provider can tell us what happened. That trades a possible lost message in a crash
-window of milliseconds for the guarantee that nobody ever gets the same message twice.
+blindly — and ``messaging.settlement`` asks the providers that can tell (Twilio) whether they took
+each one: sent, or queued again. Where no provider can tell (SMTP, WhatsApp), a worker's death
+costs the messages of its batches in flight (up to two batches): the price of the guarantee that
+nobody ever gets the same message twice (docs/campaigns.md, "Never twice").
 
 Providers tell us through their status webhooks (``messaging.inbound``), which name the message by
 our idempotency key: an ``unknown`` message they report as sent moves on like any other. Those
@@ -444,7 +446,7 @@ class MessageDispatcher:
         with transaction.atomic():
             _write_sent(grouped[Outcome.SENT], now)
             retries = grouped[Outcome.RETRY]
-            stopped = _stopped_by_campaign([m.pk for m, _ in retries]) if retries else {}
+            stopped = stopped_by_campaign([m.pk for m, _ in retries]) if retries else {}
             for message, result in retries:
                 attempts = message.attempts + 1
                 if attempts >= MAX_ATTEMPTS:
@@ -747,7 +749,7 @@ class _SendPool:
             thread.join()
 
 
-def _stopped_by_campaign(message_ids: list[int]) -> dict[int, dict[str, str]]:
+def stopped_by_campaign(message_ids: list[int]) -> dict[int, dict[str, str]]:
     """Of these messages (being retried), those whose campaign was paused or cancelled while they
     were with the provider -> the fields they take instead of ``status=queued``: held (sent after a
     resume) or cancelled. Queued again, they would go out although the campaign stopped.

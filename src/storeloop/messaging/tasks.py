@@ -72,6 +72,15 @@ def reap_stuck_messages() -> int:
     return reap_stuck_sends()
 
 
+@durable_task(queue="maintenance", max_attempts=3)
+def settle_unknown_messages() -> dict[str, int]:
+    """Ask providers that can tell (Twilio) about ``unknown`` sends: sent, or queued again."""
+    from storeloop.messaging.channels.factory import channel_for
+    from storeloop.messaging.settlement import settle_unknown_sends
+
+    return dict(settle_unknown_sends(channel_for))
+
+
 def drain_should_give_way() -> bool:
     """Should a drain stop for a campaign's materialisation waiting for a worker? Only while
     another drain runs: sending goes on, and the audience's messages reach the queue instead of

@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-import datetime as dt
-
 from django.http import HttpRequest
 from ninja import Router, Schema
 
 from storeloop.config.auth import request_store
+from storeloop.core.moments import Moment
 from storeloop.core.pagination import paginate
 from storeloop.orders.schemas import OrderDetailOut, OrderOut
 from storeloop.orders.selectors import order_get_for_store, order_list
@@ -24,7 +23,7 @@ def list_orders(
     request: HttpRequest,
     external_id: int | None = None,
     status: str | None = None,
-    modified_after: dt.datetime | None = None,
+    modified_after: Moment | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> OrderPage:

@@ -153,6 +153,9 @@ def test_contract_basis_needs_no_evidence(api: ApiClient, contact: Contact) -> N
         ({"purpose": "transactional", "double_opt_in": True}, "invalid_consent_change", "double_opt_in"),
         ({"occurred_at": "2026-03-01T12:00:00"}, "invalid_time", "occurred_at"),
         ({"occurred_at": "2999-01-01T00:00:00Z"}, "invalid_time", "occurred_at"),
+        # Both overflow on their way to UTC (a 500 before): refused at the door.
+        ({"occurred_at": "0001-01-01T00:00:00+05:00"}, "validation_error", "payload.occurred_at"),
+        ({"occurred_at": "9999-12-31T23:00:00-05:00"}, "validation_error", "payload.occurred_at"),
         ({"source": "Checkout Page!"}, "validation_error", "payload.source"),
         ({"channel": "fax"}, "validation_error", "payload.channel"),
         ({"purpose": "spam"}, "validation_error", "payload.purpose"),

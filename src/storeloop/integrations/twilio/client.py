@@ -15,8 +15,8 @@ send, ADR 8); HTTP Basic auth with the Account SID and auth token; form-encoded 
   that was never established. A timeout after the request went out, a dropped connection, or a 5xx
   may hide an accepted message: the client raises ``TwilioTransientError(maybe_sent=True)`` at once
   and the dispatcher never sends it again: the message is recorded ``unknown`` until a status
-  callback carrying our key settles it. ``find_messages`` can look such a send up (an operator's
-  tool; the dispatcher does not call it).
+  callback carrying our key settles it, or ``messaging.settlement`` does once the send is surely
+  over: ``find_messages`` lists what Twilio took for the number (sent if there, queued again if not).
 - ``idempotency_key`` is therefore carried where Twilio echoes it back: as a query parameter of the
   ``StatusCallback`` URL (``?sl_key=...``; Twilio signs the full URL, query included). Every status
   callback of that message names the dispatch that produced it, even when the create answer was lost.

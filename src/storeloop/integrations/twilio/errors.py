@@ -136,8 +136,8 @@ class TwilioTransientError(TwilioError, TransientError):
     ``maybe_sent`` is True when Twilio may have accepted the message although we got no answer (read
     timeout, connection dropped after the request went out, 5xx on a send). Twilio's Messages API
     takes no idempotency key, so such a send must not be repeated blindly: the dispatcher records it
-    ``unknown`` and never resends it; the status callback carrying our key settles it (and
-    ``TwilioClient.find_messages`` can look it up).
+    ``unknown``; the status callback carrying our key settles it, or ``messaging.settlement`` looks
+    it up later (``TwilioClient.find_messages``) and queues it again if Twilio never took it.
     False means the request surely never reached Twilio or was refused unprocessed (429).
     """
 

@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 from ninja import Field, Schema
 
+from storeloop.core.moments import Moment
 from storeloop.messaging.campaigns.models import Campaign
 from storeloop.messaging.campaigns.selectors import AudiencePreview, CampaignFigures
 
@@ -23,7 +24,7 @@ class CampaignIn(Schema):
 
 
 class ScheduleIn(Schema):
-    at: dt.datetime = Field(description="With an offset; with local_time, the wall-clock time for each recipient")
+    at: Moment = Field(description="With an offset; with local_time, the wall-clock time for each recipient")
     local_time: bool = False
 
 

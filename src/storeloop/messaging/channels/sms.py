@@ -1,10 +1,12 @@
 """``SmsChannel``: the dispatcher's SMS port over Twilio Programmable Messaging (``TwilioClient``).
 
 Twilio's Messages API takes no idempotency key, so "never twice" rests on two things here: the
-client never resends a create whose answer was lost (it raises ``maybe_sent``), and this adapter
-maps that to ``UNKNOWN``, which the dispatcher never resends. Our idempotency key rides on the
-``StatusCallback`` URL (``?sl_key=``), so a status callback can still name the message whose
-create answer was lost.
+client never resends a create whose answer was lost (it raises ``maybe_sent``: a 5xx, a timeout
+or a drop after the request went out), and this adapter maps that to ``UNKNOWN``, which the
+dispatcher never resends by itself. Our idempotency key rides on the ``StatusCallback`` URL
+(``?sl_key=``), so a status callback can still name the message whose create answer was lost; and
+once the send is surely over, ``messaging.settlement`` asks Twilio (``accepted_since``) whether
+it took the text: if so the message is ``sent``, if not it is queued again (so a 5xx is retried).
 
 Outcomes: STOP at the carrier (21610) is ``OPTED_OUT`` (the dispatcher withdraws SMS consent);
 a number that cannot take SMS (invalid, landline, unreachable) is ``UNDELIVERABLE`` (suppressed);
@@ -18,6 +20,8 @@ own verdict (21211, 21614, 21612) suppresses.
 """
 
 from __future__ import annotations
+
+import datetime as dt
 
 from storeloop.integrations.twilio.client import TwilioClient
 from storeloop.integrations.twilio.errors import (
@@ -85,6 +89,21 @@ class SmsChannel:
 
     def test_connection(self) -> None:
         self.client.test_connection()
+
+    def accepted_since(self, to: str, since: dt.datetime) -> list[tuple[str, dt.datetime | None]]:
+        """``(SID, created at)`` of the texts to ``to`` that Twilio took from this sender from ``since``
+        on (``messaging.settlement`` asks this about ``unknown`` sends). Raises ``TwilioError``."""
+        client = self.client
+        return [
+            (m.sid, m.date_created)
+            for m in client.find_messages(to, since=since)
+            if (m.direction or "outbound-api").startswith("outbound")
+            and (
+                m.messaging_service_sid == client.messaging_service_sid
+                if client.messaging_service_sid
+                else m.from_ == client.from_number
+            )
+        ]
 
 
 def rest_after(exc: TwilioError) -> Rest | None:

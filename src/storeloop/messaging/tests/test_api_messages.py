@@ -67,6 +67,11 @@ def test_list_filters_by_status_channel_contact_and_campaign(api: ApiClient, sto
     page = api.get("/api/v1/messages", limit=2, offset=0).json()
     assert (page["count"], page["next_offset"]) == (3, 2)
     assert [m["id"] for m in api.get("/api/v1/messages", limit=2, offset=2).json()["items"]] == [m1.pk]
+    # Past the end: an empty page, even where the offset would not fit the database's integers.
+    for offset in (3, 10**30):
+        beyond = api.get("/api/v1/messages", limit=2, offset=offset)
+        assert beyond.status_code == 200
+        assert beyond.json() == {"count": 3, "next_offset": None, "items": []}
     item = api.get("/api/v1/messages", status="failed").json()["items"][0]
     assert item["last_error"] == "21211 invalid number"
     assert item["template"] == {"template_id": m2.template.template_id, "key": "receipt-sms", "version": 1}  # type: ignore[union-attr]

@@ -146,6 +146,16 @@ def test_schedule_rejects_bad_times(api: Any, campaign: dict[str, Any]) -> None:
     assert (naive.status_code, naive.json()["code"]) == (422, "naive_datetime")
     garbage = api.post(path, {"at": "tomorrow"})
     assert (garbage.status_code, garbage.json()["code"]) == (422, "validation_error")
+    for at, local_time in [("9999-12-31T23:00:00-05:00", False), ("9999-12-31T23:00:00", True),
+                           ("0001-01-01T00:00:00+05:00", False)]:  # fmt: skip
+        # Each would overflow on its way to UTC (a 500 before): refused, naming the field, nothing scheduled.
+        response = api.post(path, {"at": at, "local_time": local_time})
+        assert response.status_code == 422, at
+        body = response.json()
+        assert body["code"] == "validation_error"
+        assert "between the years 1900 and 2999" in str(body["details"])
+        assert "at" in str(body["details"])
+        assert api.get(f"{BASE}/{campaign['id']}").json()["state"] == "draft"
     local = api.post(path, {"at": "2030-01-01T10:00:00", "local_time": True}).json()
     assert (local["state"], local["scheduled_at"], local["local_time"]) == ("scheduled", "2030-01-01T10:00:00Z", True)
     assert local["starts_at"] == "2029-12-31T20:00:00Z"

@@ -1,6 +1,6 @@
 """Real ``storeloop worker`` and ``storeloop scheduler`` processes deliver campaigns end to end to
 the fake SMTP relay and the fake Twilio, and a worker killed in the middle of a campaign's
-materialisation leaves every recipient with exactly one message."""
+materialisation, or while its texts are with Twilio, leaves every recipient with exactly one message."""
 
 from __future__ import annotations
 
@@ -24,9 +24,12 @@ from storeloop.integrations.twilio.fake import FakeTwilio
 from storeloop.messaging.campaigns.models import Campaign
 from storeloop.messaging.campaigns.tests.conftest import bulk_audience, person, publish
 from storeloop.messaging.channels.connections import connect_smtp, connect_twilio
+from storeloop.messaging.channels.factory import channel_for
+from storeloop.messaging.dispatcher import CLAIM, reap_stuck_sends
 from storeloop.messaging.manager import MessagingManager
 from storeloop.messaging.models import Message
 from storeloop.messaging.policies import quiet_until, zone_for
+from storeloop.messaging.settlement import settle_unknown_sends
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.usefixtures("channels_closed")]
 EVERYONE: dict[str, Any] = {"all": []}
@@ -174,3 +177,47 @@ def test_a_worker_killed_mid_campaign_leaves_everyone_with_exactly_one_message(
     }
     running.refresh_from_db()
     assert len(running.worker_ids) == 2  # the killed attempt, then the one that finished
+
+
+def test_a_worker_killed_while_its_texts_are_with_twilio_leaves_everyone_with_exactly_one_text(
+    store: Any, twilio: FakeTwilio, sqlite_or_pg_url: str, processes: list[Any]
+) -> None:
+    size = 60
+    connect_twilio(store_id=store.pk, account_sid=twilio.account_sid, auth_token=twilio.auth_token,
+                   from_number=twilio.from_number, base_url=twilio.url, messages_per_second=1000)  # fmt: skip
+    publish(store, "sale", "sms", body_text="{{ contact.first_name }}: 20% off this week")
+    prefix = daytime_prefix()
+    texters = [person(store, f"t{i:02}", phone=f"{prefix}{i:02}", consent=("sms",)) for i in range(size)]
+    twilio.faults.update({"latency_ms": 40})  # the batch takes ~0.6 s at Twilio: time to kill it there
+    manager = MessagingManager()
+    campaign = manager.send_bulk_message(store, template_key="sale", channel="sms", audience=EVERYONE)
+
+    first = spawn(sqlite_or_pg_url, "worker", "--interval", "0.02")
+    processes.append(first)
+    wait_for(lambda: len(twilio.messages) >= 10, 60, "the first texts at Twilio")
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    time.sleep(0.5)  # requests already on the wire finish at the fake
+    in_flight = Message.objects.filter(status="sending").count()
+    recorded = Message.objects.filter(status="sent").count()
+    reached = len(twilio.messages)
+    assert in_flight > 0, "the kill missed the sending: nothing was tested"
+    assert reached < size, "every text was at Twilio before the kill: nothing was tested"
+
+    # What the scheduler's jobs do once the dead worker's claim ran out (reap_stuck_sends, after
+    # ten minutes) and the settlement's grace passed (settle_unknown_sends, two minutes).
+    assert reap_stuck_sends(older_than=-CLAIM) == in_flight
+    settled = settle_unknown_sends(channel_for, grace=dt.timedelta(0))
+    assert settled == Counter({"sent": reached - recorded, "requeued": in_flight - (reached - recorded)})
+
+    twilio.faults.update({"latency_ms": 0})
+    env = {"STORELOOP_TASK_LEASE_SECONDS": "8"}
+    processes.append(spawn(sqlite_or_pg_url, "scheduler", "--tick", "0.2", **env))
+    processes.append(spawn(sqlite_or_pg_url, "worker", "--interval", "0.02", **env))
+    wait_for(lambda: Campaign.objects.filter(pk=campaign.pk, state="completed").exists(), 60, "the campaign")
+    wait_for(lambda: Message.objects.filter(status="sent").count() == size, 60, "every text sent")
+    assert [twilio.sent_count(c.phone) for c in texters] == [1] * size
+    assert twilio.duplicates() == []
+    assert sorted(Message.objects.values_list("provider_message_id", flat=True)) == sorted(
+        m.sid for m in twilio.messages
+    )
