@@ -71,10 +71,18 @@ def test_preference_center_changes_channels_frequency_and_pause(page: Page, subs
     page.goto(gate.generate_unsubscribe_link(subscribed))
     page.get_by_role("link", name="choose what you receive").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Your preferences")
-    email, sms, whatsapp = (page.get_by_label(name) for name in ("Email", "Text messages", "Whatsapp messages"))
+    offers, service = (
+        page.get_by_role("group", name="News and offers"),
+        page.get_by_role("group", name="Order and delivery updates"),
+    )
+    email, sms, whatsapp = (offers.get_by_label(name) for name in ("Email", "Text messages", "Whatsapp messages"))
     expect(email).to_be_checked()
     expect(sms).not_to_be_checked()
     expect(whatsapp).not_to_be_checked()
+    service_sms = service.get_by_label("Text messages")
+    for name in ("Email", "Text messages", "Whatsapp messages"):  # service messages: on unless turned off
+        expect(service.get_by_label(name)).to_be_checked()
+    service_sms.uncheck()
     expect(page.get_by_label("As it happens")).to_be_checked()
 
     email.uncheck()
@@ -86,6 +94,8 @@ def test_preference_center_changes_channels_frequency_and_pause(page: Page, subs
     expect(page.get_by_text("Saved.")).to_be_visible()
     expect(email).not_to_be_checked()
     expect(whatsapp).to_be_checked()
+    expect(service_sms).not_to_be_checked()
+    expect(service.get_by_label("Email")).to_be_checked()
     expect(page.get_by_label("At most monthly")).to_be_checked()
     expect(page.get_by_label("Pause everything until")).to_have_value(pause_until.isoformat())
     assert gate.has_consent(subscribed, "email", "marketing").reason == "withdrawn"
@@ -96,13 +106,16 @@ def test_preference_center_changes_channels_frequency_and_pause(page: Page, subs
         "monthly",
         dt.datetime.combine(pause_until, dt.time(), dt.UTC),
     )
+    assert gate.has_consent(subscribed, "sms", "transactional").reason == "withdrawn"
     assert consent_rows()[1:] == [
         ("email", "marketing", "withdraw", "preference_center"),
+        ("sms", "transactional", "withdraw", "preference_center"),
         ("whatsapp", "marketing", "grant", "preference_center"),
     ]
-    assert dict(ConsentState.objects.filter(contact=subscribed).values_list("channel", "status")) == {
-        "email": "withdrawn",
-        "whatsapp": "granted",
+    assert set(ConsentState.objects.filter(contact=subscribed).values_list("channel", "purpose", "status")) == {
+        ("email", "marketing", "withdrawn"),
+        ("sms", "transactional", "withdrawn"),
+        ("whatsapp", "marketing", "granted"),
     }
 
 

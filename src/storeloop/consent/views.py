@@ -12,8 +12,9 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from storeloop.consent.models import Channel, ConsentState, ConsentStatus, Preference, Purpose
-from storeloop.consent.services import MessagingConsentManager, address_for
+from storeloop.consent.models import Channel, ConsentState, ConsentStatus, LawfulBasis, Preference, Purpose
+from storeloop.consent.services import MessagingConsentManager, address_for, live_contact
+from storeloop.contacts.models import Contact
 from storeloop.core.errors import ApplicationError
 
 CHANNEL_LABELS = {Channel.EMAIL: "email", Channel.SMS: "text messages", Channel.WHATSAPP: "WhatsApp messages"}
@@ -73,24 +74,16 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
             paused = dt.datetime.combine(dt.date.fromisoformat(paused_raw), dt.time(), dt.UTC) if paused_raw else None
         except ValueError:
             problem = "Please give the pause date as a date (YYYY-MM-DD), or leave it empty."
-        if problem:
-            status = 422
-        else:
-            with transaction.atomic(durable=True):
-                for option in Channel:
-                    wanted = request.POST.get(f"marketing_{option.value}") == "on"
-                    has = gate.has_consent(contact, option.value, Purpose.MARKETING).reason in ("consent", "paused")
-                    if wanted and not has and address_for(contact, option.value):
-                        gate.grant_consent(contact, option.value, Purpose.MARKETING, source="preference_center",
-                                           evidence=_evidence(request))  # fmt: skip
-                    elif not wanted and has:
-                        gate.withdraw_consent(contact, option.value, Purpose.MARKETING, source="preference_center",
-                                              evidence=_evidence(request))  # fmt: skip
-                gate.set_preferences(contact, frequency=frequency, paused_until=paused)
-            saved = True
-    states = dict(
-        ConsentState.objects.filter(contact=contact, purpose=Purpose.MARKETING).values_list("channel", "status")
-    )
+        if not problem:
+            try:
+                with transaction.atomic(durable=True):
+                    _apply_choices(gate, contact, channel, request)
+                    gate.set_preferences(contact, frequency=frequency, paused_until=paused)
+                saved = True
+            except ApplicationError as exc:  # e.g. the confirmation e-mail cannot be sent: nothing changed
+                problem = exc.message[:1].upper() + exc.message[1:] + "."
+        status = 422 if problem else 200
+    states = _states(contact)
     preference = Preference.objects.filter(contact=contact).first()
     return render(
         request,
@@ -103,7 +96,9 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
                 {
                     "channel": c.value,
                     "label": CHANNEL_LABELS[c][:1].upper() + CHANNEL_LABELS[c][1:],
-                    "granted": states.get(c.value) == ConsentStatus.GRANTED,
+                    "granted": states.get((c.value, Purpose.MARKETING)) == ConsentStatus.GRANTED,
+                    "pending": states.get((c.value, Purpose.MARKETING)) == ConsentStatus.PENDING,
+                    "service": states.get((c.value, Purpose.TRANSACTIONAL)) != ConsentStatus.WITHDRAWN,
                 }
                 for c in Channel
                 if address_for(contact, c.value)
@@ -116,6 +111,50 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
         },
         status=status,
     )
+
+
+def _states(contact: Contact) -> dict[tuple[str, str], str]:
+    """``(channel, purpose) -> status`` of the contact's consent (no row: never asked)."""
+    rows = ConsentState.objects.filter(contact=live_contact(contact)).values_list("channel", "purpose", "status")
+    return {(channel, purpose): status for channel, purpose, status in rows}
+
+
+def _apply_choices(gate: MessagingConsentManager, contact: Contact, link_channel: str, request: HttpRequest) -> None:
+    """The form's boxes against the recorded state (not the gate's answer: a suppressed or paused
+    address still has its consent, and unticking must withdraw it).
+
+    Marketing per channel: ticked and not granted grants, except e-mail reached through a link that
+    came by another channel, which asks for double opt-in (nothing yet proves the address is theirs);
+    unticked withdraws a grant or a pending request. Service messages (order and delivery updates)
+    per channel: unticked withdraws, ticked again restores (lawful basis contract); a form without
+    that section (``service_shown``) leaves them as they are.
+    """
+    states = _states(contact)
+    evidence = _evidence(request)
+    for option in Channel:
+        if not address_for(contact, option.value):
+            continue
+        wanted = request.POST.get(f"marketing_{option.value}") == "on"
+        status = states.get((option.value, Purpose.MARKETING))
+        if wanted and status in (None, ConsentStatus.WITHDRAWN):
+            if option == Channel.EMAIL and link_channel != Channel.EMAIL:
+                gate.request_double_opt_in(contact, option.value, source="preference_center", evidence=evidence)
+            else:
+                gate.grant_consent(contact, option.value, Purpose.MARKETING, source="preference_center",
+                                   evidence=evidence)  # fmt: skip
+        elif not wanted and status in (ConsentStatus.GRANTED, ConsentStatus.PENDING):
+            gate.withdraw_consent(contact, option.value, Purpose.MARKETING, source="preference_center",
+                                  evidence=evidence)  # fmt: skip
+        if request.POST.get("service_shown") != "1":
+            continue
+        service = request.POST.get(f"service_{option.value}") == "on"
+        withdrawn = states.get((option.value, Purpose.TRANSACTIONAL)) == ConsentStatus.WITHDRAWN
+        if service and withdrawn:
+            gate.grant_consent(contact, option.value, Purpose.TRANSACTIONAL, source="preference_center",
+                               evidence=evidence, lawful_basis=LawfulBasis.CONTRACT)  # fmt: skip
+        elif not service and not withdrawn:
+            gate.withdraw_consent(contact, option.value, Purpose.TRANSACTIONAL, source="preference_center",
+                                  evidence=evidence)  # fmt: skip
 
 
 @csrf_exempt  # the signed token authorises the confirmation; there is no session to protect

@@ -99,6 +99,10 @@ def check_source(source: str, *, field: str, declared: frozenset[str], html: boo
         name = node.attr if isinstance(node, nodes.Getattr) else getattr(getattr(node, "arg", None), "value", None)
         if isinstance(name, str) and name.startswith("_"):
             raise TemplateProblem(f"'{name}' is not allowed in templates", field=field, line=node.lineno)
+    for node in tree.find_all((nodes.Filter, nodes.Test)):
+        name = _private_attribute_argument(node)
+        if name is not None:
+            raise TemplateProblem(f"'{name}' is not allowed in templates", field=field, line=node.lineno)
     for loop in tree.find_all(nodes.For):
         if _loop_depth(loop) > MAX_LOOP_DEPTH:
             raise TemplateProblem(f"loops may be nested at most {MAX_LOOP_DEPTH} deep", field=field, line=loop.lineno)
@@ -111,6 +115,26 @@ def check_source(source: str, *, field: str, declared: frozenset[str], html: boo
             raise TemplateProblem(
                 f"unknown variable '{node.name}' (declared: {allowed})", field=field, line=node.lineno
             )
+
+
+# Filters that read an attribute named by a string argument: ``attr('x')``, ``selectattr('x')``,
+# ``rejectattr('x')``; and any filter's ``attribute=`` (``map``, ``sort``, ``sum``, ``groupby`` ...).
+_ATTRIBUTE_BY_NAME = frozenset({"attr", "selectattr", "rejectattr"})
+
+
+def _private_attribute_argument(node: nodes.Filter | nodes.Test) -> str | None:
+    """The private attribute (``__class__``) a filter would read by name, or a note that the name is
+    not a constant (``attr(x)``: it cannot be checked before rendering), else None. The sandbox
+    refuses these when rendering anyway; saving refuses them too, with the line."""
+    names: list[nodes.Expr] = [kw.value for kw in node.kwargs if kw.key == "attribute"]
+    if isinstance(node, nodes.Filter) and node.name in _ATTRIBUTE_BY_NAME and node.args:
+        names.append(node.args[0])
+    for expr in names:
+        if not isinstance(expr, nodes.Const) or not isinstance(expr.value, str | int):
+            return f"{node.name} with an attribute name that is not a constant"
+        if any(part.startswith("_") for part in str(expr.value).split(".")):
+            return str(expr.value)
+    return None
 
 
 def _loop_depth(loop: nodes.For) -> int:

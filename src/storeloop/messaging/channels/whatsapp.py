@@ -9,9 +9,6 @@ Which message goes:
   text was refused, not sent, so the template goes instead when there is one;
 - no window and no template: ``FAILED``, nothing to send.
 
-The envelope does not carry the template name yet; it is read with ``getattr`` so this adapter
-works unchanged once ``Envelope`` gains ``wa_template_name`` and ``wa_language``.
-
 Outcomes: 131050 (the user stopped *marketing* from this business) is ``OPTED_OUT`` for a
 marketing message; for any other message it is a plain ``FAILED``, since Meta still allows
 utility messages and we must not withdraw consent the person did not withdraw. 131026 (not on
@@ -43,7 +40,7 @@ Rest = tuple[Outcome, str, float | None]  # outcome, error, retry_after
 
 def template_of(envelope: Envelope) -> tuple[str, str]:
     """``(name, language)`` of the approved template the message may fall back to; empty if none."""
-    return str(getattr(envelope, "wa_template_name", "") or ""), str(getattr(envelope, "wa_language", "") or "")
+    return envelope.wa_template_name, envelope.wa_language
 
 
 class WhatsAppChannel:

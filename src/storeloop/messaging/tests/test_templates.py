@@ -40,6 +40,11 @@ def test_render_escapes_html_but_not_text(store: Any) -> None:
         ("{{ ''.__class__.__mro__ }}", "is not allowed in templates"),
         ("{{ contact._meta }}", "'_meta' is not allowed"),
         ("{{ contact['__dict__'] }}", "'__dict__' is not allowed"),
+        ("Hi\n{{ ''|attr('__class__') }}", "body_text, line 2: '__class__' is not allowed"),
+        ("{{ order.items|map(attribute='__class__')|list }}", "'__class__' is not allowed"),
+        ("{{ order.items|sort(attribute='product._meta')|first }}", "'product._meta' is not allowed"),
+        ("{{ order.items|selectattr('__init__')|list }}", "'__init__' is not allowed"),
+        ("{% set n = '__class__' %}{{ contact|attr(n) }}", "attr with an attribute name that is not a constant"),
         ("{% for x in order.items %}{{ x }}{% endfor %}\n{{ custom.code }}", "unknown variable 'custom'"),
     ],
 )
@@ -173,3 +178,14 @@ def test_small_loops_and_products_still_work(store: Any) -> None:
     )  # fmt: skip
     out = repo.render_template(version, {"contact": {}, "order": {"lines": [0, 1, 2]}, "store": {}})
     assert out.text == "012 ----- 1024"
+
+
+def test_filters_reading_public_attributes_by_name_are_fine(store: Any) -> None:
+    source = (
+        "{{ order.lines|map(attribute='name')|join(', ') }}|"
+        "{{ order.lines|sort(attribute='name')|first|attr('get') is defined }}"
+    )
+    version = email(store, body_text=source)
+    order = {"number": 7, "lines": [{"name": "Mug"}, {"name": "Tea"}]}
+    out = repo.render_template(version, {"contact": {"first_name": "Zoë"}, "store": {}, "order": order})
+    assert out.text == "Mug, Tea|True"
