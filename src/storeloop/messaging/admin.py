@@ -1,8 +1,10 @@
 """Admin for templates, messages and messaging connections.
 
-Templates are saved and published through ``TemplateRepository`` (API or ``storeloop template``),
-which validates them; here they are read, not edited. Messages are the dispatcher's records and
-read-only. Connection secrets are never shown: connect with ``storeloop messaging connect``.
+Template versions are immutable: *Add template version* writes a new one through
+``TemplateRepository.save_template`` (the same checks as the API and ``storeloop template save``,
+errors shown on the field), and the *Publish* action makes a version the one in use (an older one:
+the rollback). Messages are the dispatcher's records and read-only. Connection secrets are never
+shown: connect with ``storeloop messaging connect``.
 """
 
 from __future__ import annotations
@@ -10,11 +12,17 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from storeloop.consent.models import Channel
+from storeloop.core.errors import ValidationError
 from storeloop.messaging.channels.connections import MAX_CAP_HOURS, MAX_RATE
 from storeloop.messaging.models import Message, MessageTemplate, MessagingConnection, TemplateVersion
+from storeloop.messaging.templates import TemplateRepository
+from storeloop.messaging.templating import ALLOWED_ROOTS
+from storeloop.stores.models import Store
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
@@ -54,20 +62,126 @@ class MessageTemplateAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     inlines = [TemplateVersionInline]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # a template starts with a validated version: use the API or `storeloop template save`
+        return False  # a template starts with a validated version: "Add template version", the API or the CLI
 
     @admin.display(description="published version")
     def published_number(self, obj: MessageTemplate) -> str:
         return f"v{obj.published.number}" if obj.published else "—"
 
 
+class NewVersionForm(forms.ModelForm):  # type: ignore[type-arg]
+    """A new version of a store's template (a new template when the key, channel and locale are
+    new), validated and saved by ``TemplateRepository.save_template`` in ``clean``."""
+
+    store = forms.ModelChoiceField(queryset=Store.objects.order_by("name"))
+    key = forms.CharField(max_length=100, help_text="e.g. order-shipped")
+    channel = forms.ChoiceField(choices=Channel.choices)
+    locale = forms.CharField(max_length=20, initial="en")
+    variables_ = forms.MultipleChoiceField(
+        label="Variables", choices=[(v, v) for v in sorted(ALLOWED_ROOTS)], initial=["contact", "order", "store"],
+        widget=forms.CheckboxSelectMultiple, required=False,
+    )  # fmt: skip
+    wa_parameters_ = forms.CharField(
+        label="WhatsApp parameters", widget=forms.Textarea(attrs={"rows": 3}), required=False,
+        help_text="One expression per line, for the approved template's {{1}}, {{2}} ...",
+    )  # fmt: skip
+    description = forms.CharField(max_length=300, required=False)
+
+    class Meta:
+        model = TemplateVersion
+        fields = ("subject", "body_text", "body_html", "wa_template_name", "wa_language")
+
+    def __init__(self, *args: Any, created_by: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.created_by = created_by
+        self.saved: TemplateVersion | None = None
+
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or {}
+        if self.errors:
+            return data
+        parameters = [line.strip() for line in data.get("wa_parameters_", "").splitlines() if line.strip()]
+        try:
+            self.saved = TemplateRepository().save_template(
+                data["store"], data["key"], data["channel"], locale=data["locale"], subject=data.get("subject", ""),
+                body_text=data.get("body_text", ""), body_html=data.get("body_html", ""),
+                variables=data.get("variables_") or (), wa_template_name=data.get("wa_template_name", ""),
+                wa_language=data.get("wa_language", ""), wa_parameters=parameters,
+                description=data.get("description", ""), created_by=self.created_by,
+            )  # fmt: skip
+        except ValidationError as exc:
+            fields = [d.get("field") for d in exc.details or [] if isinstance(d, dict)]
+            field = next((f for f in fields if f in self.fields), None)
+            if field is None and fields and str(fields[0]).startswith("wa_parameters"):
+                field = "wa_parameters_"
+            self.add_error(field, exc.message)
+        return data
+
+
+NEW_VERSION_FIELDS = ["store", "key", "channel", "locale", "description", "variables_", "subject", "body_text",
+                      "body_html", "wa_template_name", "wa_language", "wa_parameters_"]  # fmt: skip
+
+
 @admin.register(TemplateVersion)
 class TemplateVersionAdmin(ReadOnlyAdmin):
-    list_display = ("id", "template", "number", "subject", "created_at", "created_by")
+    list_display = ("id", "template", "number", "is_published", "subject", "created_at", "created_by")
     list_filter = ("template__channel", "template__store")
     search_fields = ("template__key",)
-    list_select_related = ("template",)
+    list_select_related = ("template", "template__published")
     readonly_fields = [f.name for f in TemplateVersion._meta.fields]
+    actions = ["publish"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.has_perm("messaging.add_templateversion"))
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is not None:
+            return super().get_form(request, obj, change=change, **kwargs)
+        user = request.user.get_username()
+
+        class Form(NewVersionForm):
+            def __init__(self, *args: Any, **kw: Any) -> None:
+                super().__init__(*args, created_by=f"admin:{user}", **kw)
+
+        return Form
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is not None:
+            return super().get_fieldsets(request, obj)
+        return [(None, {"fields": NEW_VERSION_FIELDS})]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.readonly_fields if obj is not None else ()
+
+    def save_form(self, request: HttpRequest, form: Any, change: bool) -> Any:
+        assert form.saved is not None  # clean() saved it, or the form was invalid
+        return form.saved
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        pass  # saved by TemplateRepository in the form's clean()
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        pass
+
+    @admin.display(boolean=True, description="published")
+    def is_published(self, obj: TemplateVersion) -> bool:
+        return obj.template.published_id == obj.pk
+
+    @admin.action(description="Publish the selected version (an older one rolls back)", permissions=["publish"])
+    def publish(self, request: HttpRequest, queryset: QuerySet[TemplateVersion]) -> None:
+        versions = list(queryset.select_related("template"))
+        templates = [v.template_id for v in versions]
+        if len(set(templates)) != len(templates):
+            self.message_user(request, "Select one version per template.", messages.ERROR)
+            return
+        repo = TemplateRepository()
+        for version in versions:
+            repo.publish(version)
+        names = ", ".join(f"{v.template.key} v{v.number}" for v in versions)
+        self.message_user(request, f"Published {names}.", messages.SUCCESS)
+
+    def has_publish_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("messaging.change_messagetemplate"))
 
 
 @admin.register(Message)

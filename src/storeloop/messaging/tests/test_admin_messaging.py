@@ -152,3 +152,43 @@ def test_anonymous_is_sent_to_login(records: dict[str, Any]) -> None:
         response = Client().get(path)
         assert response.status_code == 302
         assert response["Location"].startswith("/admin/login/")
+
+
+def test_a_new_version_is_written_validated_published_and_rolled_back(
+    admin_client: Client, records: dict[str, Any], store: Any
+) -> None:
+    add = "/admin/messaging/templateversion/add/"
+    page = admin_client.get(add)
+    assert page.status_code == 200
+    assert 'name="body_text"' in page.content.decode()
+    form = {"store": store.pk, "key": "receipt", "channel": "sms", "locale": "en",
+            "variables_": ["contact", "order", "store"]}  # fmt: skip
+
+    bad = admin_client.post(add, {**form, "body_text": "Hi\n{{ secret }}"})
+    assert bad.status_code == 200
+    assert "body_text, line 2: unknown variable &#x27;secret&#x27;" in bad.content.decode()
+    probe = admin_client.post(add, {**form, "body_text": "{{ ''|attr('__class__') }}"})
+    assert "is not allowed in templates" in probe.content.decode()
+    assert TemplateVersion.objects.count() == 1  # nothing saved
+
+    good = admin_client.post(add, {**form, "body_text": "Thank you, {{ contact.first_name }}!"})
+    assert good.status_code == 302
+    version = TemplateVersion.objects.get(number=2)
+    assert (version.body_text, version.created_by, version.template_id) == (
+        "Thank you, {{ contact.first_name }}!", "admin:root", records["template"].pk
+    )  # fmt: skip
+    template = MessageTemplate.objects.get()
+    assert template.published_id == records["version"].pk  # a new version is a draft until published
+
+    changelist = "/admin/messaging/templateversion/"
+    both = admin_client.post(changelist, {"action": "publish", "_selected_action": [records["version"].pk, version.pk]})
+    assert both.status_code == 302
+    template.refresh_from_db()
+    assert template.published_id == records["version"].pk  # two versions of one template: refused
+    admin_client.post(changelist, {"action": "publish", "_selected_action": [version.pk]})
+    template.refresh_from_db()
+    assert template.published_id == version.pk
+    admin_client.post(changelist, {"action": "publish", "_selected_action": [records["version"].pk]})  # rollback
+    template.refresh_from_db()
+    assert template.published_id == records["version"].pk
+    assert TemplateVersion.objects.count() == 2
