@@ -122,7 +122,7 @@ def check_source(source: str, *, field: str, declared: frozenset[str], html: boo
 _ATTRIBUTE_BY_NAME = frozenset({"attr", "selectattr", "rejectattr"})
 
 
-def _private_attribute_argument(node: nodes.Filter | nodes.Test) -> str | None:
+def _private_attribute_argument(node: nodes._FilterTestCommon) -> str | None:
     """The private attribute (``__class__``) a filter would read by name, or a note that the name is
     not a constant (``attr(x)``: it cannot be checked before rendering), else None. The sandbox
     refuses these when rendering anyway; saving refuses them too, with the line."""
