@@ -124,9 +124,10 @@ def _look_up(channel: SettlesSends, message: Message, taken: set[str]) -> list[t
         return None
     if not accepted:
         return []
-    # A message of ours whose answer we did get holds its SID: that one is not this one.
+    # A message of ours whose answer we did get holds its SID: that one is not this one (of any
+    # store: stores may share a Twilio account and sender).
     taken = taken | set(
-        Message.objects.filter(store_id=message.store_id, provider_message_id__in=[sid for sid, _ in accepted])
+        Message.objects.filter(provider_message_id__in=[sid for sid, _ in accepted])
         .exclude(pk=message.pk)
         .values_list("provider_message_id", flat=True)
     )
