@@ -20,6 +20,7 @@ from storeloop.consent.models import Channel
 from storeloop.core.errors import ValidationError
 from storeloop.messaging.channels.connections import MAX_CAP_HOURS, MAX_RATE
 from storeloop.messaging.models import Message, MessageTemplate, MessagingConnection, TemplateVersion
+from storeloop.messaging.settlement import MAX_RESEND, resend_unknown
 from storeloop.messaging.templates import TemplateRepository
 from storeloop.messaging.templating import ALLOWED_ROOTS
 from storeloop.stores.models import Store
@@ -194,6 +195,21 @@ class MessageAdmin(ReadOnlyAdmin):
     readonly_fields = [f.name for f in Message._meta.fields]
     date_hierarchy = "created_at"
     show_full_result_count = False  # a COUNT(*) of a large message table on every page is not worth it
+    actions = ["resend"]
+
+    @admin.action(description="Send unknown messages again (they may arrive twice)", permissions=["resend"])
+    def resend(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
+        by_store: dict[int, list[int]] = {}
+        for store_id, pk in queryset.filter(status=Message.Status.UNKNOWN).values_list("store_id", "pk")[:MAX_RESEND]:
+            by_store.setdefault(store_id, []).append(pk)
+        user = request.user.get_username()
+        queued = sum(resend_unknown(store_id, pks, by=f"admin:{user}") for store_id, pks in by_store.items())
+        skipped = queryset.count() - queued
+        self.message_user(request, f"Queued {queued} message(s) again; left {skipped} alone (only unknown ones, "
+                                   f"at most {MAX_RESEND} at a time).", messages.SUCCESS)  # fmt: skip
+
+    def has_resend_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("messaging.change_message"))
 
 
 class ConnectionForm(forms.ModelForm):  # type: ignore[type-arg]

@@ -15,6 +15,8 @@ from storeloop.messaging.schemas import (
     PreviewIn,
     PreviewOut,
     PublishIn,
+    ResendIn,
+    ResendOut,
     RollbackIn,
     SavedVersionOut,
     TemplateDetailOut,
@@ -32,6 +34,7 @@ from storeloop.messaging.selectors import (
     template_list,
     version_of,
 )
+from storeloop.messaging.settlement import resend_unknown
 from storeloop.messaging.templates import TemplateRepository
 
 templates_router = Router(tags=["templates"])
@@ -149,6 +152,19 @@ def list_messages(
     )
     items, count, next_offset = paginate(qs, limit=limit, offset=offset)
     return MessagePage(count=count, next_offset=next_offset, items=[MessageOut.of(m) for m in items])
+
+
+@messages_router.post(
+    "/resend",
+    response=ResendOut,
+    summary="Send unknown messages again (an operator's call: they may arrive twice)",
+    description="Only messages whose outcome is unknown (a lost answer, a worker killed while sending) are "
+    "queued again; for e-mail and WhatsApp nothing can tell whether the customer got them. Texts are settled "
+    "with Twilio automatically. Consent, caps and quiet hours apply again at send time.",
+)
+def resend(request: HttpRequest, payload: ResendIn) -> ResendOut:
+    store = request_store(request)
+    return ResendOut(queued=resend_unknown(store.pk, payload.ids, by=f"api key of store {store.pk}"))
 
 
 @messages_router.get(

@@ -227,3 +227,11 @@ class MessagePage(Schema):
     count: int
     next_offset: int | None
     items: list[MessageOut]
+
+
+class ResendIn(StrictIn):
+    ids: list[int] = Field(description="Ids of unknown messages to send again (at most 1,000); others are left alone")
+
+
+class ResendOut(Schema):
+    queued: int

@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from storeloop.consent.models import Channel
 from storeloop.consent.services import address_for, live_contact
-from storeloop.core.errors import ApplicationError
+from storeloop.core.errors import ApplicationError, ValidationError
 from storeloop.messaging.channels.base import ChannelInterface
 from storeloop.messaging.dispatcher import MAX_ATTEMPTS, stopped_by_campaign
 from storeloop.messaging.models import Message
@@ -155,3 +155,37 @@ def _record(found: dict[int, tuple[str, dt.datetime | None]], missing: list[Mess
         if counts["requeued"]:
             request_dispatch()  # on commit: the texts go out now, not at the scheduler's next tick
     return counts
+
+
+RESENT_REASON = "sent again by an operator: may arrive twice"
+MAX_RESEND = 1000
+
+
+def resend_unknown(store_id: int, message_ids: list[int], *, by: str) -> int:
+    """Queue ``unknown`` messages of the store again, at an operator's word: for e-mail and WhatsApp
+    nothing can tell whether the customer got them, and the operator may judge a second copy
+    better than none (a worker killed mid-campaign leaves the messages it had not reached yet
+    ``unknown`` too). Other statuses, other stores' messages and ids that do not exist are left
+    alone; a stopped campaign's messages are held or cancelled. Returns how many were queued.
+    The consent gate, caps and quiet hours apply again at send time."""
+    if not 1 <= len(message_ids) <= MAX_RESEND:
+        raise ValidationError(f"give between 1 and {MAX_RESEND} message ids", code="invalid_ids",
+                              details=[{"field": "ids"}])  # fmt: skip
+    now = timezone.now()
+    with transaction.atomic():
+        pks = list(
+            Message.objects.select_for_update()
+            .filter(store_id=store_id, pk__in=message_ids, status=Status.UNKNOWN)
+            .values_list("pk", flat=True)
+        )
+        stopped = stopped_by_campaign(pks) if pks else {}
+        queued = 0
+        for pk in pks:
+            changes = {"status": Status.QUEUED, **stopped.get(pk, {})}
+            reason = RESENT_REASON if changes["status"] == Status.QUEUED else changes.get("reason", "campaign paused")
+            Message.objects.filter(pk=pk).update(claimed_until=None, not_before=now, **{**changes, "reason": reason})
+            queued += changes["status"] == Status.QUEUED
+        if queued:
+            logger.warning("store %s: %s unknown message(s) queued again by %s", store_id, queued, by)
+            request_dispatch()
+    return queued

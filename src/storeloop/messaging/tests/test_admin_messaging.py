@@ -192,3 +192,15 @@ def test_a_new_version_is_written_validated_published_and_rolled_back(
     template.refresh_from_db()
     assert template.published_id == records["version"].pk
     assert TemplateVersion.objects.count() == 2
+
+
+def test_unknown_messages_can_be_sent_again_from_the_admin(admin_client: Client, records: dict[str, Any]) -> None:
+    message = records["message"]
+    changelist = "/admin/messaging/message/"
+    admin_client.post(changelist, {"action": "resend", "_selected_action": [message.pk]})
+    assert Message.objects.get(pk=message.pk).status == "queued"  # queued, not unknown: left as it was
+    Message.objects.filter(pk=message.pk).update(status="unknown")
+    response = admin_client.post(changelist, {"action": "resend", "_selected_action": [message.pk]}, follow=True)
+    assert "Queued 1 message(s) again" in response.content.decode()
+    row = Message.objects.get(pk=message.pk)
+    assert (row.status, row.reason) == ("queued", "sent again by an operator: may arrive twice")

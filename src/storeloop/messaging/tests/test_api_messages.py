@@ -128,3 +128,35 @@ def test_message_endpoints_need_a_key(store: Any, path: str) -> None:
     assert response.status_code == 401
     assert response.json()["code"] == "unauthorized"
     assert ApiClient("slk_000000000000_nope").get(path.format(id=message.pk)).status_code == 401
+
+
+@pytest.mark.django_db(transaction=True)  # the dispatcher sends from worker threads
+def test_unknown_messages_are_sent_again_only_at_an_operators_word(
+    api: ApiClient, store: Any, other_store: Any
+) -> None:
+    with FakeSmtpServer() as smtp:
+        connect_smtp(store_id=store.pk, host=smtp.host, port=smtp.port, security="none",
+                     from_addr="shop@shop.example", messages_per_second=1000)  # fmt: skip
+        lost, sent = queue(store, contact_of(store, 1), "email", 1), queue(store, contact_of(store, 2), "email", 2)
+        theirs = queue(other_store, Contact.objects.create(store=other_store, email="x@example.com"), "email", 3)
+        # A worker died before reaching ``lost`` (the reaper marked it); ``sent`` went out.
+        Message.objects.filter(pk__in=[lost.pk, theirs.pk]).update(status="unknown", attempted_at=NOON)
+        Message.objects.filter(pk=sent.pk).update(status="sent", sent_at=NOON)
+
+        for bad in ({"ids": []}, {"ids": list(range(1, 1002))}, {"ids": [lost.pk], "all": True}):
+            response = api.post("/api/v1/messages/resend", bad)
+            assert response.status_code == 422
+            assert response.json()["code"] in ("invalid_ids", "validation_error")
+        assert Message.objects.get(pk=lost.pk).status == "unknown"
+
+        response = api.post("/api/v1/messages/resend", {"ids": [lost.pk, sent.pk, theirs.pk, 10**9]})
+        assert (response.status_code, response.json()) == (200, {"queued": 1})
+        statuses = dict(Message.objects.values_list("pk", "status"))
+        assert statuses == {lost.pk: "queued", sent.pk: "sent", theirs.pk: "unknown"}  # another store's: untouched
+        assert Message.objects.get(pk=lost.pk).reason == "sent again by an operator: may arrive twice"
+        assert MessageDispatcher(channel_for).process_queue() == Counter({"sent": 1})
+        assert [list(m.rcpt_tos) for m in smtp.messages] == [["c1@example.com"]]
+    assert api.post("/api/v1/messages/resend", {"ids": [lost.pk]}).json() == {"queued": 0}  # sent now: left alone
+    assert (
+        Client().post("/api/v1/messages/resend", {"ids": [lost.pk]}, content_type="application/json").status_code == 401
+    )
