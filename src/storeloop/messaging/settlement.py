@@ -143,15 +143,12 @@ def _record(found: dict[int, tuple[str, dt.datetime | None]], missing: list[Mess
                 status=Status.SENT, provider_message_id=sid[:200], sent_at=created or now,
                 reason=SETTLED_REASON, last_error="",
             )  # fmt: skip
-        stopped = stopped_by_campaign([m.pk for m in missing]) if missing else {}
-        for message in missing:
-            if message.attempts >= MAX_ATTEMPTS:
-                changes: dict[str, object] = {"status": Status.FAILED, "reason": "settled: out of attempts"}
-            else:
-                changes = {"status": Status.QUEUED, "reason": REQUEUED_REASON, "not_before": now,
-                           **stopped.get(message.pk, {})}  # fmt: skip
-            updated = Message.objects.filter(pk=message.pk, status=Status.UNKNOWN).update(claimed_until=None, **changes)
-            counts["requeued" if changes["status"] == Status.QUEUED else str(changes["status"])] += updated
+        spent = [m.pk for m in missing if m.attempts >= MAX_ATTEMPTS]
+        if spent:
+            counts["failed"] += Message.objects.filter(pk__in=spent, status=Status.UNKNOWN).update(
+                status=Status.FAILED, reason="settled: out of attempts", claimed_until=None
+            )
+        counts += _queue_again([m.pk for m in missing if m.attempts < MAX_ATTEMPTS], REQUEUED_REASON, now)
         if counts["requeued"]:
             request_dispatch()  # on commit: the texts go out now, not at the scheduler's next tick
     return counts
@@ -178,14 +175,26 @@ def resend_unknown(store_id: int, message_ids: list[int], *, by: str) -> int:
             .filter(store_id=store_id, pk__in=message_ids, status=Status.UNKNOWN)
             .values_list("pk", flat=True)
         )
-        stopped = stopped_by_campaign(pks) if pks else {}
-        queued = 0
-        for pk in pks:
-            changes = {"status": Status.QUEUED, **stopped.get(pk, {})}
-            reason = RESENT_REASON if changes["status"] == Status.QUEUED else changes.get("reason", "campaign paused")
-            Message.objects.filter(pk=pk).update(claimed_until=None, not_before=now, **{**changes, "reason": reason})
-            queued += changes["status"] == Status.QUEUED
+        queued = _queue_again(pks, RESENT_REASON, now)["requeued"]
         if queued:
             logger.warning("store %s: %s unknown message(s) queued again by %s", store_id, queued, by)
             request_dispatch()
     return queued
+
+
+def _queue_again(pks: list[int], reason: str, now: dt.datetime) -> Counter[str]:
+    """Queue ``unknown`` messages again (in the caller's transaction), held or cancelled where their
+    campaign stopped; counts ``requeued``, ``held``, ``cancelled``. One UPDATE per outcome."""
+    stopped = stopped_by_campaign(pks) if pks else {}
+    groups: dict[tuple[tuple[str, str], ...], list[int]] = defaultdict(list)
+    for pk in pks:
+        changes = {"status": Status.QUEUED, "reason": reason, **stopped.get(pk, {})}
+        groups[tuple(sorted(changes.items()))].append(pk)
+    counts: Counter[str] = Counter()
+    for key, ids in groups.items():
+        changes = dict(key)
+        updated = Message.objects.filter(pk__in=ids, status=Status.UNKNOWN).update(
+            claimed_until=None, not_before=now, **changes
+        )
+        counts["requeued" if changes["status"] == Status.QUEUED else changes["status"]] += updated
+    return counts
