@@ -132,6 +132,15 @@ def ids_in(model: type[models.Model], field_name: str, ids: Iterable[int]) -> Ra
     return RawSQL(f"{qualified_column(model, field_name)} IN ({literals})", (), output_field=models.BooleanField())  # noqa: S611 (int() literals, quoted names)
 
 
+def value_is(model: type[models.Model], field_name: str, value: str) -> RawSQL:
+    """``<column> = value`` as a check on rows found by id (``ids_in``), never as the way to find
+    them. Written plainly, SQLite's planner (no statistics) prefers an index that starts with the
+    column over the id list: ``id IN (…) AND status = 'queued'`` scanned every queued message
+    through ``msg_claim_idx`` (0.6 ms at 2,000, not 0.015). The ``|| ''`` makes the term
+    unindexable on SQLite and PostgreSQL alike; it costs nothing on the few rows the ids find."""
+    return RawSQL(f"{qualified_column(model, field_name)} || '' = %s", (value,), output_field=models.BooleanField())  # noqa: S611 (quoted names, bound value)
+
+
 def texts_in(model: type[models.Model], field_name: str, values: Iterable[str]) -> RawSQL:
     """``WHERE <table>.<column> IN (…)`` for the string lists of hot batch paths (addresses), to
     pass to ``filter()``: the list travels as one parameter (a JSON array on SQLite, an array on

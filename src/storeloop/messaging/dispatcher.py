@@ -3,12 +3,18 @@
 Each message is a row. A worker claims due rows in a batch (``SKIP LOCKED`` on PostgreSQL), asks
 the consent gate *at send time*, applies marketing caps and quiet hours (which delay, never drop),
 renders, and records the attempt (status ``sending``) in a commit **before** calling the provider.
-Then the channel sends the batch. Outcomes are written back in bulk. A worker that dies after the
-attempt was recorded leaves rows in ``sending``; the reaper marks them ``unknown`` — never resent
-blindly — and ``messaging.settlement`` asks the providers that can tell (Twilio) whether they took
-each one: sent, or queued again. Where no provider can tell (SMTP, WhatsApp), a worker's death
-costs the messages of its batches in flight (up to two batches): the price of the guarantee that
-nobody ever gets the same message twice (docs/campaigns.md, "Never twice").
+Then sending threads take the batch's parts (a provider connection's share each) and hand them
+over a small group at a time, each group named in a journal entry before its provider call, with
+the sends accepted so far (``messaging.handover``). Outcomes are written back in bulk once the
+batch is done.
+
+A worker that dies leaves rows in ``sending``. The reaper queues again those never handed over
+(no provider saw them) and marks the others ``unknown``, never resent blindly;
+``messaging.settlement`` asks the providers that can tell (Twilio) whether they took each one:
+sent, or queued again. Where no provider can tell (SMTP, WhatsApp), a worker's death costs the
+groups each of its sending threads had handed over (two or three groups of ``HANDOVER_GROUP``):
+the price of the guarantee that nobody ever gets the same message twice (docs/campaigns.md,
+"Never twice").
 
 Providers tell us through their status webhooks (``messaging.inbound``), which name the message by
 our idempotency key: an ``unknown`` message they report as sent moves on like any other. Those
@@ -44,13 +50,14 @@ from django.utils import timezone
 from storeloop.consent.models import Channel, Preference, Purpose
 from storeloop.consent.services import MessagingConsentManager, address_for, live_contact
 from storeloop.contacts.models import Contact
-from storeloop.core.bulk import ids_in, quoted_column
+from storeloop.core.bulk import ids_in, quoted_column, value_is
 from storeloop.core.errors import ApplicationError, ValidationError
 from storeloop.messaging.campaigns.models import Campaign
 from storeloop.messaging.channels.base import ChannelInterface, Envelope, Outcome, SendResult
 from storeloop.messaging.channels.factory import send_rate
+from storeloop.messaging.handover import PartSent, Recorder, send_part, write_sent
 from storeloop.messaging.inbound.window import is_window_open, last_inbound_times
-from storeloop.messaging.models import Message, MessagingConnection, TemplateVersion
+from storeloop.messaging.models import HandOver, Message, MessagingConnection, TemplateVersion
 from storeloop.messaging.policies import MarketingPolicy, next_allowed_by_cap, recipient_quiet_until
 from storeloop.messaging.templates import TemplateRepository
 from storeloop.stores.models import Store
@@ -68,6 +75,7 @@ MAX_PARALLEL_CONNECTIONS = 3
 
 ChannelFactory = Callable[[Store, str], ChannelInterface]
 _M = TypeVar("_M", bound=Model)
+_Part = tuple[tuple[int, str], list[tuple[Message, Envelope]]]  # (store, channel) and its messages
 _T = TypeVar("_T")
 
 
@@ -211,10 +219,12 @@ class MessageDispatcher:
                 self._finish(prepared, self._start_sending(prepared, pool))
         return prepared.counts
 
-    def _finish(self, prepared: _Prepared, sending: list[Future[list[SendResult]]]) -> None:
+    def _finish(self, prepared: _Prepared, sending: list[Future[PartSent]]) -> None:
         if prepared.ready:
-            results = {r.message_id: r for future in sending for r in future.result()}
-            self._write_results(prepared.ready, results, prepared.counts)
+            done = [future.result() for future in sending]
+            results = {r.message_id: r for chunk in done for r in chunk.results}
+            entries = {pk for chunk in done for pk in chunk.entries}
+            self._write_results(prepared.ready, results, prepared.counts, entries)
 
     def _prepare(self, ids: list[int], lookups: _DrainLookups) -> _Prepared:
         """Everything before the provider calls: the gate, caps, quiet hours and rendering, the
@@ -291,7 +301,7 @@ class MessageDispatcher:
         if ready:
             providers = lookups.providers({store_id for store_id, _ in senders})
             ready = self._mark_sending(ready, last_sent, preferences, now, counts, policies, providers)
-        return _Prepared(ready, counts, channels)
+        return _Prepared(ready, counts, channels, self._chunks(ready))
 
     def _mark_sending(
         self,
@@ -316,7 +326,7 @@ class MessageDispatcher:
             # messages to held/cancelled, and those must not be sent.
             still_queued = set(
                 Message.objects.select_for_update()
-                .filter(ids_in(Message, "id", [m.pk for m, _ in ready]), status=Status.QUEUED)
+                .filter(ids_in(Message, "id", [m.pk for m, _ in ready]), value_is(Message, "status", Status.QUEUED))
                 .values_list("pk", flat=True)
             )
             # Caps again, now that other workers' (and this worker's in-flight) attempts since the
@@ -363,7 +373,9 @@ class MessageDispatcher:
             kept.extend(group[:limit])
             released.extend(m.id for m in group[limit:])
         if released:
-            Message.objects.filter(pk__in=released, status=Status.QUEUED).update(claimed_until=None)
+            Message.objects.filter(ids_in(Message, "id", released), value_is(Message, "status", Status.QUEUED)).update(
+                claimed_until=None
+            )
         return kept
 
     @staticmethod
@@ -393,24 +405,28 @@ class MessageDispatcher:
         )
         return {(r["contact_id"], r["channel"]): r["last"] for r in rows}
 
-    def _chunks(self, ready: list[tuple[Message, Envelope]]) -> list[tuple[tuple[int, str], list[Envelope]]]:
+    def _chunks(
+        self, ready: list[tuple[Message, Envelope]]
+    ) -> list[tuple[tuple[int, str], list[tuple[Message, Envelope]]]]:
         """The batch split per store and channel, each into at most ``concurrency`` parts sent side
         by side: the bound on concurrent sends per provider connection."""
-        by_channel: dict[tuple[int, str], list[Envelope]] = defaultdict(list)
+        by_channel: dict[tuple[int, str], list[tuple[Message, Envelope]]] = defaultdict(list)
         for message, envelope in ready:
-            by_channel[(message.store_id, message.channel)].append(envelope)
-        chunks: list[tuple[tuple[int, str], list[Envelope]]] = []
-        for key, envelopes in by_channel.items():
-            size = min(100, -(-len(envelopes) // self.concurrency))
-            chunks.extend((key, envelopes[i : i + size]) for i in range(0, len(envelopes), size))
+            by_channel[(message.store_id, message.channel)].append((message, envelope))
+        chunks: list[tuple[tuple[int, str], list[tuple[Message, Envelope]]]] = []
+        for key, pairs in by_channel.items():
+            size = min(100, -(-len(pairs) // self.concurrency))
+            chunks.extend((key, pairs[i : i + size]) for i in range(0, len(pairs), size))
         return chunks
 
-    def _start_sending(self, prepared: _Prepared, pool: _SendPool) -> list[Future[list[SendResult]]]:
-        chunks = self._chunks(prepared.ready)
+    def _start_sending(self, prepared: _Prepared, pool: _SendPool) -> list[Future[PartSent]]:
         # A thread per part, so every provider's parts go at once; with many stores in one batch
         # the parts beyond the cap wait their turn.
-        pool.grow(min(len(chunks), self.concurrency * MAX_PARALLEL_CONNECTIONS))
-        return [pool.submit(_send_chunk, prepared.channels[key], key[1], envelopes) for key, envelopes in chunks]
+        pool.grow(min(len(prepared.parts), self.concurrency * MAX_PARALLEL_CONNECTIONS))
+        return [
+            pool.submit(_send_chunk, prepared.channels[key], key[1], part, pool.recorder)
+            for key, part in prepared.parts
+        ]
 
     def _write_decisions(
         self, closed: dict[int, tuple[str, str]], delayed: dict[int, tuple[dt.datetime, str]], counts: Counter[str]
@@ -426,16 +442,22 @@ class MessageDispatcher:
         with transaction.atomic():
             for (status, reason), pks in outcomes.items():
                 # Status guard: a message held or cancelled since the claim keeps that status.
-                counts[status] += Message.objects.filter(pk__in=pks, status=Status.QUEUED).update(
-                    status=status, reason=reason, claimed_until=None
-                )
+                counts[status] += Message.objects.filter(
+                    ids_in(Message, "id", pks), value_is(Message, "status", Status.QUEUED)
+                ).update(status=status, reason=reason, claimed_until=None)
             for (when, reason), pks in later.items():  # one update per due time (a cap, a zone's morning)
                 Message.objects.filter(pk__in=pks).update(not_before=when, reason=reason, claimed_until=None)
                 counts["delayed"] += len(pks)
 
     def _write_results(
-        self, ready: list[tuple[Message, Envelope]], results: dict[int, SendResult], counts: Counter[str]
+        self,
+        ready: list[tuple[Message, Envelope]],
+        results: dict[int, SendResult],
+        counts: Counter[str],
+        entries: set[int],
     ) -> None:
+        """The batch's outcomes, and its sending threads' journal ``entries`` deleted: with the
+        outcomes on record, nothing needs them."""
         now = timezone.now()
         grouped: dict[Outcome, list[tuple[Message, SendResult]]] = defaultdict(list)
         for message, _ in ready:
@@ -444,7 +466,9 @@ class MessageDispatcher:
         # Outcomes are written only over rows still ``sending``: a provider's status webhook may have
         # been processed first (delivered, read), and a status never moves backwards.
         with transaction.atomic():
-            _write_sent(grouped[Outcome.SENT], now)
+            write_sent(grouped[Outcome.SENT], now)
+            if entries:
+                HandOver.objects.filter(ids_in(HandOver, "id", entries)).delete()
             retries = grouped[Outcome.RETRY]
             stopped = stopped_by_campaign([m.pk for m, _ in retries]) if retries else {}
             for message, result in retries:
@@ -591,19 +615,17 @@ class _Prepared:
     ready: list[tuple[Message, Envelope]]
     counts: Counter[str]
     channels: dict[tuple[int, str], ChannelInterface | str]
+    parts: list[_Part]  # one per sending thread
 
 
-_InFlight = tuple[_Prepared, "list[Future[list[SendResult]]]"]
+_InFlight = tuple[_Prepared, "list[Future[PartSent]]"]
 
 
-def _send_chunk(channel: ChannelInterface | str, name: str, envelopes: list[Envelope]) -> list[SendResult]:
+def _send_chunk(channel: ChannelInterface | str, name: str, part: list[tuple[Message, Envelope]],
+                recorder: Recorder) -> PartSent:  # fmt: skip
     if isinstance(channel, str):  # not configured: nothing was sent, try again later
-        return [SendResult(e.message_id, Outcome.RETRY, error=channel, retry_after=600.0) for e in envelopes]
-    try:
-        return channel.send_message(envelopes)
-    except Exception as exc:  # a channel that blows up must not lose the batch's outcomes
-        logger.exception("channel %s failed a batch", name)
-        return [SendResult(e.message_id, Outcome.UNKNOWN, error=type(exc).__name__) for e in envelopes]
+        return PartSent([SendResult(m.pk, Outcome.RETRY, error=channel, retry_after=600.0) for m, _ in part])
+    return send_part(channel, name, part, recorder)
 
 
 class _Policies(dict[tuple[int, str], MarketingPolicy]):
@@ -707,9 +729,15 @@ def _connection_rules(store_ids: set[int]) -> dict[int, dict[str, _Rules]]:
 class _SendPool:
     """The sending threads of a drain. They live as long as the drain, so the database connections
     they open (the rate limiters' reservations) serve batch after batch: opening one per chunk cost
-    ~1.7 ms on SQLite. Each thread closes its connections when the pool closes."""
+    ~1.7 ms on SQLite. Each thread closes its connections when the pool closes.
+
+    Called inside a transaction (a caller's ``atomic`` block, a test's), the sending threads' own
+    connections could not see the uncommitted rows they mark and record (and on SQLite would wait
+    for its write lock): then every part is sent in the calling thread, one after the other."""
 
     def __init__(self) -> None:
+        self._inline = db_connection.in_atomic_block
+        self.recorder = Recorder(inline=self._inline)
         self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None] = (
             queue.SimpleQueue()
         )
@@ -717,13 +745,20 @@ class _SendPool:
 
     def grow(self, size: int) -> None:
         """At least ``size`` threads from now on (they are only started when first needed)."""
-        while len(self._threads) < size:
+        while not self._inline and len(self._threads) < size:
             thread = threading.Thread(target=self._work, name=f"dispatch-send-{len(self._threads)}", daemon=True)
             thread.start()
             self._threads.append(thread)
 
     def submit(self, fn: Callable[..., _T], *args: Any) -> Future[_T]:
         future: Future[_T] = Future()
+        if self._inline:
+            future.set_running_or_notify_cancel()
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # as a thread hands it over
+                future.set_exception(exc)
+            return future
         self._jobs.put((future, fn, args))
         return future
 
@@ -747,6 +782,7 @@ class _SendPool:
             self._jobs.put(None)
         for thread in self._threads:
             thread.join()
+        self.recorder.close()
 
 
 def stopped_by_campaign(message_ids: list[int]) -> dict[int, dict[str, str]]:
@@ -771,37 +807,67 @@ def stopped_by_campaign(message_ids: list[int]) -> dict[int, dict[str, str]]:
     return {pk: instead[states[c]] for pk, c in campaign_of.items() if states.get(c) in instead}
 
 
-def _write_sent(sent: list[tuple[Message, SendResult]], now: dt.datetime) -> None:
-    """Record accepted sends: one prepared statement for the batch instead of an ORM update per
-    message (it was a fifth of the dispatcher's time). Rows a status webhook already moved on
-    (delivered, read) keep their status and only gain what only we know: provider id, send time
-    (a second statement, run only when the first did not update every row)."""
-    if not sent:
-        return
-    table = db_connection.ops.quote_name(Message._meta.db_table)
-    when = db_connection.ops.adapt_datetimefield_value(now)
-    rows = [(when, r.provider_message_id[:200], m.attempts + 1, m.id) for m, r in sent]
-    with db_connection.cursor() as cursor:
-        cursor.executemany(
-            f"UPDATE {table} SET status = 'sent', sent_at = %s, provider_message_id = %s, attempts = %s, "  # noqa: S608
-            "claimed_until = NULL, last_error = '' WHERE id = %s AND status = 'sending'",
-            rows,
-        )
-        if cursor.rowcount == len(rows):  # the common case: no webhook overtook any of them
-            return
-        cursor.executemany(
-            f"UPDATE {table} SET sent_at = COALESCE(sent_at, %s), provider_message_id = %s, attempts = %s "  # noqa: S608
-            "WHERE id = %s AND status NOT IN ('sending', 'sent')",
-            rows,
-        )
+LOST_BEFORE_CALL = "worker lost before the provider call: queued again"
+LOST_IN_CALL = "worker lost during the provider call"
 
 
 def reap_stuck_sends(older_than: dt.timedelta = CLAIM) -> int:
-    """Rows left in ``sending`` by a dead worker become ``unknown``: never resent automatically."""
-    cutoff = timezone.now() - older_than
-    return Message.objects.filter(status=Status.SENDING, claimed_until__lt=cutoff).update(
-        status=Status.UNKNOWN, reason="worker lost during the provider call", claimed_until=None
-    )
+    """Rows left in ``sending`` by a dead worker (its claim ran out ``older_than`` ago), settled from
+    the journal its sending threads left (``messaging.handover``): a send the provider accepted is
+    ``sent``; a message handed over without an answer on record is ``unknown``, never resent
+    automatically; one never handed over is queued again (held or cancelled where its campaign
+    stopped). Journal entries older than any live batch are deleted. Returns how many rows were
+    reaped."""
+    now = timezone.now()
+    reaped = 0
+    with transaction.atomic():
+        # Locked as the sending threads lock a group before naming it: either the entry came first
+        # (and is read here) or the thread finds the row taken back and does not send it.
+        stuck = Message.objects.filter(status=Status.SENDING, claimed_until__lt=now - older_than)
+        if db_connection.features.has_select_for_update:
+            stuck = stuck.select_for_update()
+        rows = {pk: (attempts, attempted_at) for pk, attempts, attempted_at in
+                stuck.values_list("pk", "attempts", "attempted_at")}  # fmt: skip
+        if rows:
+            since = min((at for _, at in rows.values() if at is not None), default=now - dt.timedelta(days=1))
+            handed: set[int] = set()
+            accepted: dict[int, tuple[str, dt.datetime]] = {}
+            for entry in HandOver.objects.filter(created_at__gte=since - dt.timedelta(minutes=1)).iterator():
+                handed.update(pk for pk in entry.handed if pk in rows)
+                accepted.update((int(pk), (provider_id, entry.created_at))
+                                for pk, provider_id in entry.accepted.items() if int(pk) in rows)  # fmt: skip
+            for pk, (provider_id, at) in accepted.items():
+                message = Message(pk=pk, attempts=rows[pk][0])
+                write_sent([(message, SendResult(pk, Outcome.SENT, provider_message_id=provider_id))], at)
+            unknown = [pk for pk in handed if pk not in accepted]
+            never = [pk for pk in rows if pk not in handed and pk not in accepted]
+            reaped = len(accepted) + sum(queue_again(never, LOST_BEFORE_CALL, now, from_status=Status.SENDING).values())
+            reaped += Message.objects.filter(
+                ids_in(Message, "id", unknown), value_is(Message, "status", Status.SENDING)
+            ).update(status=Status.UNKNOWN, reason=LOST_IN_CALL, claimed_until=None)
+            logger.warning("reaped %d message(s) of a lost worker: %d sent, %d unknown, %d queued again",
+                           reaped, len(accepted), len(unknown), len(never))  # fmt: skip
+        HandOver.objects.filter(created_at__lt=now - 2 * CLAIM).delete()
+    return reaped
+
+
+def queue_again(pks: list[int], reason: str, now: dt.datetime, *, from_status: str = Status.UNKNOWN) -> Counter[str]:
+    """Queue messages again (in the caller's transaction), held or cancelled where their campaign
+    stopped; only rows still in ``from_status``. Counts ``requeued``, ``held``, ``cancelled``; one
+    UPDATE per outcome."""
+    stopped = stopped_by_campaign(pks) if pks else {}
+    groups: dict[tuple[tuple[str, str], ...], list[int]] = defaultdict(list)
+    for pk in pks:
+        changes = {"status": Status.QUEUED, "reason": reason, **stopped.get(pk, {})}
+        groups[tuple(sorted(changes.items()))].append(pk)
+    counts: Counter[str] = Counter()
+    for key, ids in groups.items():
+        changes = dict(key)
+        updated = Message.objects.filter(ids_in(Message, "id", ids), value_is(Message, "status", from_status)).update(
+            claimed_until=None, not_before=now, **changes
+        )
+        counts["requeued" if changes["status"] == Status.QUEUED else changes["status"]] += updated
+    return counts
 
 
 def default_context(message: Message) -> dict[str, Any]:

@@ -70,7 +70,7 @@ class Message(models.Model):
 
     class Status(models.TextChoices):
         QUEUED = "queued"
-        SENDING = "sending"  # an attempt was recorded and the provider called; outcome not yet known
+        SENDING = "sending"  # the attempt is on record; the provider call is due or under way
         SENT = "sent"
         DELIVERED = "delivered"
         READ = "read"
@@ -119,6 +119,20 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} message #{self.pk} ({self.status})"
+
+
+class HandOver(models.Model):
+    """A sending thread's journal entry, written before it hands a group of messages to the provider
+    (``messaging.handover``): the ids it hands over next and the sends the provider accepted of the
+    group before. Deleted with its batch's outcomes; what a dead worker left tells the reaper which
+    of its ``sending`` messages were sent, may have been, or never left."""
+
+    created_at = models.DateTimeField(db_index=True)
+    handed = models.JSONField(default=list, help_text="Ids of the messages handed over next")
+    accepted = models.JSONField(default=dict, help_text="Message id -> provider id of accepted sends")
+
+    def __str__(self) -> str:
+        return f"hand-over #{self.pk}"
 
 
 class MessagingConnection(TimeStampedModel):

@@ -26,7 +26,6 @@ import datetime as dt
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
 
 from django.db import transaction
 from django.utils import timezone
@@ -34,8 +33,8 @@ from django.utils import timezone
 from storeloop.consent.models import Channel
 from storeloop.consent.services import address_for, live_contact
 from storeloop.core.errors import ApplicationError, ValidationError
-from storeloop.messaging.channels.base import ChannelInterface
-from storeloop.messaging.dispatcher import MAX_ATTEMPTS, stopped_by_campaign
+from storeloop.messaging.channels.base import ChannelInterface, SettlesSends
+from storeloop.messaging.dispatcher import MAX_ATTEMPTS, queue_again
 from storeloop.messaging.models import Message
 from storeloop.messaging.tasks import request_dispatch
 from storeloop.stores.models import Store
@@ -48,14 +47,6 @@ HORIZON = dt.timedelta(days=2)  # older unknowns are history: nobody resends a t
 CLOCK_SLACK = dt.timedelta(minutes=1)  # the provider's clock is not ours (and Twilio's has whole seconds)
 SETTLED_REASON = "settled: accepted by the provider"
 REQUEUED_REASON = "settled: the provider never accepted it; sent again"
-
-
-@runtime_checkable
-class SettlesSends(Protocol):
-    """A channel whose provider lists what it accepted (``SmsChannel``)."""
-
-    def accepted_since(self, to: str, since: dt.datetime) -> list[tuple[str, dt.datetime | None]]:
-        """``(provider id, created at)`` of the messages to ``to`` the provider accepted from ``since`` on."""
 
 
 def settle_unknown_sends(
@@ -148,7 +139,7 @@ def _record(found: dict[int, tuple[str, dt.datetime | None]], missing: list[Mess
             counts["failed"] += Message.objects.filter(pk__in=spent, status=Status.UNKNOWN).update(
                 status=Status.FAILED, reason="settled: out of attempts", claimed_until=None
             )
-        counts += _queue_again([m.pk for m in missing if m.attempts < MAX_ATTEMPTS], REQUEUED_REASON, now)
+        counts += queue_again([m.pk for m in missing if m.attempts < MAX_ATTEMPTS], REQUEUED_REASON, now)
         if counts["requeued"]:
             request_dispatch()  # on commit: the texts go out now, not at the scheduler's next tick
     return counts
@@ -175,26 +166,8 @@ def resend_unknown(store_id: int, message_ids: list[int], *, by: str) -> int:
             .filter(store_id=store_id, pk__in=message_ids, status=Status.UNKNOWN)
             .values_list("pk", flat=True)
         )
-        queued = _queue_again(pks, RESENT_REASON, now)["requeued"]
+        queued = queue_again(pks, RESENT_REASON, now)["requeued"]
         if queued:
             logger.warning("store %s: %s unknown message(s) queued again by %s", store_id, queued, by)
             request_dispatch()
     return queued
-
-
-def _queue_again(pks: list[int], reason: str, now: dt.datetime) -> Counter[str]:
-    """Queue ``unknown`` messages again (in the caller's transaction), held or cancelled where their
-    campaign stopped; counts ``requeued``, ``held``, ``cancelled``. One UPDATE per outcome."""
-    stopped = stopped_by_campaign(pks) if pks else {}
-    groups: dict[tuple[tuple[str, str], ...], list[int]] = defaultdict(list)
-    for pk in pks:
-        changes = {"status": Status.QUEUED, "reason": reason, **stopped.get(pk, {})}
-        groups[tuple(sorted(changes.items()))].append(pk)
-    counts: Counter[str] = Counter()
-    for key, ids in groups.items():
-        changes = dict(key)
-        updated = Message.objects.filter(pk__in=ids, status=Status.UNKNOWN).update(
-            claimed_until=None, not_before=now, **changes
-        )
-        counts["requeued" if changes["status"] == Status.QUEUED else changes["status"]] += updated
-    return counts

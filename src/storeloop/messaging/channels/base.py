@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from storeloop.messaging.templating import Rendered
 
@@ -55,3 +56,12 @@ class ChannelInterface(Protocol):
 
     def test_connection(self) -> None:
         """Raise unless the provider accepts our credentials."""
+
+
+@runtime_checkable
+class SettlesSends(Protocol):
+    """A channel whose provider lists what it accepted (``SmsChannel``): its ``unknown`` sends are
+    settled by asking (``messaging.settlement``)."""
+
+    def accepted_since(self, to: str, since: dt.datetime) -> list[tuple[str, dt.datetime | None]]:
+        """``(provider id, created at)`` of the messages to ``to`` the provider accepted from ``since`` on."""

@@ -12,10 +12,19 @@ import time_machine
 from storeloop.consent.services import MessagingConsentManager
 from storeloop.contacts.models import Contact
 from storeloop.core.errors import NotFound, ValidationError
+from storeloop.messaging.campaigns.models import Campaign
 from storeloop.messaging.channels.base import Envelope, Outcome, SendResult
 from storeloop.messaging.channels.connections import set_marketing_policy
-from storeloop.messaging.dispatcher import MessageDispatcher, default_context, reap_stuck_sends
-from storeloop.messaging.models import Message, MessagingConnection
+from storeloop.messaging.dispatcher import (
+    CLAIM,
+    LOST_BEFORE_CALL,
+    LOST_IN_CALL,
+    MessageDispatcher,
+    default_context,
+    reap_stuck_sends,
+)
+from storeloop.messaging.handover import HANDOVER_GROUP
+from storeloop.messaging.models import HandOver, Message, MessagingConnection
 from storeloop.messaging.templates import TemplateRepository
 
 pytestmark = pytest.mark.django_db
@@ -77,6 +86,12 @@ def queue(dispatcher: MessageDispatcher, store: Any, contact: Contact, purpose: 
           version: Any = None) -> Message:  # fmt: skip
     return dispatcher.queue_message(store=store, contact=contact, channel=channel, purpose=purpose,
                                     template=version or template(store, channel), dedupe_key=key)  # fmt: skip
+
+
+def journal() -> tuple[set[int], set[int]]:
+    """Ids named in the hand-over journal: (handed over, accepted)."""
+    entries = list(HandOver.objects.values_list("handed", "accepted"))
+    return {pk for handed, _ in entries for pk in handed}, {int(pk) for _, accepted in entries for pk in accepted}
 
 
 def grant(contact: Contact, channel: str = "email") -> None:
@@ -195,11 +210,128 @@ def test_a_worker_lost_mid_call_never_resends(
 ) -> None:
     message = queue(dispatcher, store, contact, "transactional", "t1")
     # The attempt was recorded and the provider called, then the worker died before writing back.
-    Message.objects.filter(pk=message.pk).update(status="sending", claimed_until=NOON - dt.timedelta(minutes=10))
+    claimed = NOON - dt.timedelta(minutes=15)
+    Message.objects.filter(pk=message.pk).update(status="sending", claimed_until=claimed + CLAIM, attempted_at=claimed)
+    HandOver.objects.create(created_at=claimed, handed=[message.pk])  # what its sending thread left
     assert reap_stuck_sends() == 1
-    assert Message.objects.get().status == "unknown"
+    assert Message.objects.values_list("status", "reason").get() == ("unknown", LOST_IN_CALL)
     assert dispatcher.process_queue() == Counter()
     assert channels["email"].sent == []
+
+
+@time_machine.travel(NOON, tick=False)
+def test_a_lost_worker_s_messages_are_settled_from_the_journal_it_left(
+    dispatcher: MessageDispatcher, channels: dict[str, RecordingChannel], store: Any, contact: Contact
+) -> None:
+    """A send the journal lists as accepted is ``sent`` (with its provider id and time); one handed
+    over without an answer is ``unknown``; ones never handed over are queued again (held or
+    cancelled where their campaign stopped) and sent once by the next worker."""
+    paused = Campaign.objects.create(store=store, name="paused", channel="email", state="paused")
+    cancelled = Campaign.objects.create(store=store, name="cancelled", channel="email", state="cancelled")
+    lost = [queue(dispatcher, store, contact, "transactional", f"t{n}") for n in range(6)]
+    Message.objects.filter(pk=lost[4].pk).update(campaign_id=paused.pk)
+    Message.objects.filter(pk=lost[5].pk).update(campaign_id=cancelled.pk)
+    claimed = NOON - dt.timedelta(minutes=15)
+    Message.objects.update(status="sending", claimed_until=claimed + CLAIM, attempted_at=claimed)
+    young = queue(dispatcher, store, contact, "transactional", "young")  # its worker may still be alive
+    Message.objects.filter(pk=young.pk).update(status="sending", claimed_until=NOON + dt.timedelta(minutes=4))
+    accepted_at = claimed + dt.timedelta(seconds=2)
+    HandOver.objects.create(created_at=claimed + dt.timedelta(seconds=1), handed=[lost[0].pk, lost[1].pk])
+    HandOver.objects.create(created_at=accepted_at, handed=[lost[2].pk], accepted={str(lost[0].pk): "<a@shop>"})
+    fresh = HandOver.objects.create(created_at=NOON - dt.timedelta(minutes=1), handed=[young.pk])
+
+    assert reap_stuck_sends() == 6
+    rows = {
+        key: (status, reason) for key, status, reason in Message.objects.values_list("dedupe_key", "status", "reason")
+    }
+    assert rows == {
+        "t0": ("sent", ""),
+        "t1": ("unknown", LOST_IN_CALL),
+        "t2": ("unknown", LOST_IN_CALL),
+        "t3": ("queued", LOST_BEFORE_CALL),
+        "t4": ("held", LOST_BEFORE_CALL),
+        "t5": ("cancelled", "campaign cancelled"),
+        "young": ("sending", ""),
+    }
+    sent = Message.objects.get(pk=lost[0].pk)
+    assert (sent.provider_message_id, sent.sent_at, sent.attempts, sent.claimed_until) == (
+        "<a@shop>",
+        accepted_at,
+        1,
+        None,
+    )
+    assert Message.objects.values_list("claimed_until", "attempts").get(pk=lost[3].pk) == (None, 0)
+    # Entries older than any live batch are gone (the lost worker's too); the young batch's stay.
+    assert list(HandOver.objects.values_list("pk", flat=True)) == [fresh.pk]
+    assert dispatcher.process_queue() == Counter({"sent": 1})
+    assert [e.message_id for e in channels["email"].sent] == [lost[3].pk]
+    assert reap_stuck_sends() == 0
+
+
+@time_machine.travel(NOON, tick=False)
+def test_each_group_is_named_in_the_journal_before_its_provider_call(
+    channels: dict[str, RecordingChannel], store: Any, contact: Contact
+) -> None:
+    """A sending thread goes through its part ``HANDOVER_GROUP`` messages at a time. When a group
+    reaches the provider the journal names it as handed over, and the groups before it as
+    accepted; the next group is named too (written while this one is sent), the rest is not.
+    The batch's outcomes delete the journal."""
+    seen: list[tuple[int, int, int]] = []
+    recording = channels["email"]
+
+    class Watching(RecordingChannel):
+        def send_message(self, envelopes: list[Envelope]) -> list[SendResult]:
+            ids = [e.message_id for e in envelopes]
+            handed, accepted = journal()
+            assert set(ids) <= handed
+            assert set(Message.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"sending"}
+            earlier = set(Message.objects.filter(pk__lt=min(ids)).values_list("pk", flat=True))
+            assert accepted == earlier
+            seen.append((len(ids), len(accepted), len(handed - earlier - set(ids))))
+            return recording.send_message(envelopes)
+
+    dispatcher = MessageDispatcher(lambda store, channel: Watching(channel), concurrency=1)
+    version = template(store)
+    for n in range(50):
+        queue(dispatcher, store, contact, "transactional", f"receipt-{n}", version=version)
+    assert HANDOVER_GROUP == 20
+    assert dispatcher.process_queue() == Counter({"sent": 50})
+    assert seen == [(20, 0, 20), (20, 20, 10), (10, 40, 0)]
+    assert len(recording.sent) == 50
+    assert set(Message.objects.values_list("status", "attempts")) == {("sent", 1)}
+    assert not HandOver.objects.exists()
+
+
+@time_machine.travel(NOON, tick=False)
+def test_a_message_taken_back_before_its_group_is_handed_over_is_not_sent(
+    channels: dict[str, RecordingChannel], store: Any, contact: Contact
+) -> None:
+    """A worker that overran its claim: the reaper queued a message of a later group again, so
+    that group goes out without it (the next worker sends it)."""
+    recording = channels["email"]
+    taken: list[int] = []
+
+    class Overrunning(RecordingChannel):
+        def send_message(self, envelopes: list[Envelope]) -> list[SendResult]:
+            if not taken:
+                later = Message.objects.filter(status="sending").exclude(pk__in=journal()[0]).order_by("pk").first()
+                assert later is not None
+                taken.append(later.pk)
+                Message.objects.filter(pk=later.pk).update(status="queued", claimed_until=None)
+            return recording.send_message(envelopes)
+
+    dispatcher = MessageDispatcher(lambda store, channel: Overrunning(channel), concurrency=1)
+    version = template(store)
+    for n in range(50):
+        queue(dispatcher, store, contact, "transactional", f"receipt-{n}", version=version)
+    counts = dispatcher.process_queue()
+    assert counts["sent"] == 49
+    assert taken[0] not in {e.message_id for e in recording.sent}
+    assert Message.objects.values_list("status", "attempts").get(pk=taken[0]) == ("queued", 0)
+    assert dispatcher.process_queue() == Counter({"sent": 1})
+    assert Counter(e.message_id for e in recording.sent) == Counter(
+        dict.fromkeys(Message.objects.values_list("pk", flat=True), 1)
+    )
 
 
 @time_machine.travel(NOON, tick=False)

@@ -1,6 +1,7 @@
 """Real ``storeloop worker`` and ``storeloop scheduler`` processes deliver campaigns end to end to
 the fake SMTP relay and the fake Twilio, and a worker killed in the middle of a campaign's
-materialisation, or while its texts are with Twilio, leaves every recipient with exactly one message."""
+materialisation, or while its texts are with Twilio, leaves every recipient with exactly one message;
+one killed while its e-mails are with the relay leaves unknown only the groups it was sending."""
 
 from __future__ import annotations
 
@@ -25,9 +26,10 @@ from storeloop.messaging.campaigns.models import Campaign
 from storeloop.messaging.campaigns.tests.conftest import bulk_audience, person, publish
 from storeloop.messaging.channels.connections import connect_smtp, connect_twilio
 from storeloop.messaging.channels.factory import channel_for
-from storeloop.messaging.dispatcher import CLAIM, reap_stuck_sends
+from storeloop.messaging.dispatcher import CLAIM, LOST_BEFORE_CALL, reap_stuck_sends
+from storeloop.messaging.handover import HANDOVER_GROUP
 from storeloop.messaging.manager import MessagingManager
-from storeloop.messaging.models import Message
+from storeloop.messaging.models import HandOver, Message
 from storeloop.messaging.policies import quiet_until, zone_for
 from storeloop.messaging.settlement import settle_unknown_sends
 
@@ -206,9 +208,10 @@ def test_a_worker_killed_while_its_texts_are_with_twilio_leaves_everyone_with_ex
 
     # What the scheduler's jobs do once the dead worker's claim ran out (reap_stuck_sends, after
     # ten minutes) and the settlement's grace passed (settle_unknown_sends, two minutes).
-    assert reap_stuck_sends(older_than=-CLAIM) == in_flight
+    assert reap_stuck_sends(older_than=-CLAIM) == in_flight  # never handed over: queued again; others unknown
+    unknown = Message.objects.filter(status="unknown").count()
     settled = settle_unknown_sends(channel_for, grace=dt.timedelta(0))
-    assert settled == Counter({"sent": reached - recorded, "requeued": in_flight - (reached - recorded)})
+    assert settled == Counter({"sent": reached - recorded, "requeued": unknown - (reached - recorded)})
 
     twilio.faults.update({"latency_ms": 0})
     env = {"STORELOOP_TASK_LEASE_SECONDS": "8"}
@@ -221,3 +224,54 @@ def test_a_worker_killed_while_its_texts_are_with_twilio_leaves_everyone_with_ex
     assert sorted(Message.objects.values_list("provider_message_id", flat=True)) == sorted(
         m.sid for m in twilio.messages
     )
+
+
+def test_a_worker_killed_while_its_emails_are_with_the_relay_costs_at_most_the_groups_it_was_sending(
+    store: Any, news: Any, smtp: FakeSmtpServer, sqlite_or_pg_url: str, processes: list[Any]
+) -> None:
+    """An SMTP relay cannot be asked what it took. The groups the sending threads had handed over
+    become ``unknown`` (never resent); everything the threads had not reached is sent by the next
+    worker, everything recorded sent is never sent again."""
+    size = 400
+    connect_smtp(store_id=store.pk, host=smtp.host, port=smtp.port, security="none", from_addr="shop@shop.example",
+                 messages_per_second=1000)  # fmt: skip
+    contacts = bulk_audience(store, size)
+    smtp.latency_ms = 10  # ~30 ms per message and session: the batch takes seconds at the relay
+    manager = MessagingManager()
+    campaign = manager.send_bulk_message(store, template_key="news", channel="email", audience=EVERYONE)
+
+    first = spawn(sqlite_or_pg_url, "worker", "--interval", "0.02")
+    processes.append(first)
+    wait_for(lambda: len(smtp.messages) >= 40, 60, "the first e-mails at the relay")
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    time.sleep(0.5)  # what was on the wire reaches the fake
+    sending = set(Message.objects.filter(status="sending").values_list("pk", flat=True))
+    entries = list(HandOver.objects.values_list("handed", "accepted"))
+    named = {pk for handed, _ in entries for pk in handed} & sending
+    accepted = {int(pk) for _, sends in entries for pk in sends} & sending
+    reached = Counter(m.rcpt_tos[0] for m in smtp.messages)
+    assert sending - named, "every e-mail was handed over before the kill: nothing was tested"
+    # Per sending thread (4 per connection): the group being sent, the next one (named ahead) and
+    # the one before, if the entry recording its accepted sends had not landed.
+    assert 0 < len(named - accepted) <= 3 * 4 * HANDOVER_GROUP
+
+    assert reap_stuck_sends(older_than=-CLAIM) == len(sending)
+    unknown = set(Message.objects.filter(status="unknown").values_list("contact__email", flat=True))
+    assert len(unknown) == len(named - accepted)
+    assert Message.objects.filter(status="queued", reason=LOST_BEFORE_CALL).count() == len(sending - named)
+    recorded = set(Message.objects.filter(status="sent").values_list("contact__email", flat=True))
+    assert recorded <= set(reached)  # what is on record as sent (the journal's accepted too) was sent
+
+    smtp.latency_ms = 0
+    env = {"STORELOOP_TASK_LEASE_SECONDS": "8"}
+    processes.append(spawn(sqlite_or_pg_url, "scheduler", "--tick", "0.2", **env))
+    processes.append(spawn(sqlite_or_pg_url, "worker", "--interval", "0.02", **env))
+    wait_for(lambda: Campaign.objects.filter(pk=campaign.pk, state="completed").exists(), 60, "the campaign")
+    received = Counter(m.rcpt_tos[0] for m in smtp.messages)
+    assert {c.email: received[c.email] for c in contacts if c.email not in unknown} == {
+        c.email: 1 for c in contacts if c.email not in unknown
+    }
+    assert {received[email] for email in unknown} <= {0, 1}  # each one at most once, whatever the relay took
+    assert set(smtp.count_by_message_id().values()) == {1}
+    assert Message.objects.filter(status="sent").count() == size - len(unknown)
