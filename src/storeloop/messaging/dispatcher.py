@@ -215,7 +215,9 @@ class MessageDispatcher:
     def _process(self, ids: list[int]) -> Counter[str]:
         prepared = self._prepare(ids, _DrainLookups(self.channel_factory))
         if prepared.ready:
-            with _SendPool() as pool:
+            # One batch: the sending threads write their journal entries themselves, rather than
+            # start a recorder thread for it (a single message's send went 17 % slower).
+            with _SendPool(own_entries=True) as pool:
                 self._finish(prepared, self._start_sending(prepared, pool))
         return prepared.counts
 
@@ -735,9 +737,9 @@ class _SendPool:
     connections could not see the uncommitted rows they mark and record (and on SQLite would wait
     for its write lock): then every part is sent in the calling thread, one after the other."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, own_entries: bool = False) -> None:
         self._inline = db_connection.in_atomic_block
-        self.recorder = Recorder(inline=self._inline)
+        self.recorder = Recorder(inline=self._inline or own_entries)
         self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None] = (
             queue.SimpleQueue()
         )

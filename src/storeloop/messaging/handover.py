@@ -73,9 +73,9 @@ class Recorder:
     """Writes the journal entries of a drain's sending threads (module docstring).
 
     ``submit`` returns a future of the ids of the group still ``sending``, which may be sent, and
-    the entry written (``None`` when there was nothing to write). With ``inline`` (the caller is
-    inside a transaction, whose rows other connections cannot see) each request is written at
-    once in the calling thread.
+    the entry written (``None`` when there was nothing to write). With ``inline`` each request is
+    written at once in the calling thread: when the caller is inside a transaction (whose rows
+    other connections cannot see), and for a single batch (no recorder thread started for it).
     """
 
     def __init__(self, *, inline: bool) -> None:
