@@ -223,10 +223,13 @@ class MessageDispatcher:
 
     def _finish(self, prepared: _Prepared, sending: list[Future[PartSent]]) -> None:
         if prepared.ready:
-            done = [future.result() for future in sending]
-            results = {r.message_id: r for chunk in done for r in chunk.results}
-            entries = {pk for chunk in done for pk in chunk.entries}
-            self._write_results(prepared.ready, results, prepared.counts, entries)
+            results: dict[int, SendResult] = {}
+            for future in sending:
+                try:
+                    results.update((r.message_id, r) for r in future.result().results)
+                except Exception:  # a part that blew up: its messages are ``unknown`` ("no result"), not the others
+                    logger.exception("a sending thread failed its part")
+            self._write_results(prepared.ready, results, prepared.counts, prepared.attempt)
 
     def _prepare(self, ids: list[int], lookups: _DrainLookups) -> _Prepared:
         """Everything before the provider calls: the gate, caps, quiet hours and rendering, the
@@ -303,7 +306,7 @@ class MessageDispatcher:
         if ready:
             providers = lookups.providers({store_id for store_id, _ in senders})
             ready = self._mark_sending(ready, last_sent, preferences, now, counts, policies, providers)
-        return _Prepared(ready, counts, channels, self._chunks(ready))
+        return _Prepared(ready, counts, channels, self._chunks(ready), now)
 
     def _mark_sending(
         self,
@@ -426,7 +429,7 @@ class MessageDispatcher:
         # the parts beyond the cap wait their turn.
         pool.grow(min(len(prepared.parts), self.concurrency * MAX_PARALLEL_CONNECTIONS))
         return [
-            pool.submit(_send_chunk, prepared.channels[key], key[1], part, pool.recorder)
+            pool.submit(_send_chunk, prepared.channels[key], key[1], part, pool.recorder, prepared.attempt)
             for key, part in prepared.parts
         ]
 
@@ -456,10 +459,11 @@ class MessageDispatcher:
         ready: list[tuple[Message, Envelope]],
         results: dict[int, SendResult],
         counts: Counter[str],
-        entries: set[int],
+        attempt: dt.datetime,
     ) -> None:
-        """The batch's outcomes, and its sending threads' journal ``entries`` deleted: with the
-        outcomes on record, nothing needs them."""
+        """The batch's outcomes, written only over rows still in this attempt (``sending`` since
+        ``attempt``): a row the reaper took back from this worker (it overran its claim by minutes)
+        may be another worker's attempt by now."""
         now = timezone.now()
         grouped: dict[Outcome, list[tuple[Message, SendResult]]] = defaultdict(list)
         for message, _ in ready:
@@ -468,21 +472,19 @@ class MessageDispatcher:
         # Outcomes are written only over rows still ``sending``: a provider's status webhook may have
         # been processed first (delivered, read), and a status never moves backwards.
         with transaction.atomic():
-            write_sent(grouped[Outcome.SENT], now)
-            if entries:
-                HandOver.objects.filter(ids_in(HandOver, "id", entries)).delete()
+            write_sent(grouped[Outcome.SENT], now, attempt)
             retries = grouped[Outcome.RETRY]
             stopped = stopped_by_campaign([m.pk for m, _ in retries]) if retries else {}
             for message, result in retries:
                 attempts = message.attempts + 1
                 if attempts >= MAX_ATTEMPTS:
-                    Message.objects.filter(pk=message.pk, status=Status.SENDING).update(
+                    Message.objects.filter(pk=message.pk, status=Status.SENDING, attempted_at=attempt).update(
                         status=Status.FAILED, attempts=attempts, last_error=result.error[:500], claimed_until=None
                     )
                     continue
                 delay = max(result.retry_after or 0.0, random.uniform(0, 30 * 2 ** (attempts - 1)))
                 instead = stopped.get(message.pk, {"status": Status.QUEUED})
-                Message.objects.filter(pk=message.pk, status=Status.SENDING).update(
+                Message.objects.filter(pk=message.pk, status=Status.SENDING, attempted_at=attempt).update(
                     attempts=attempts, last_error=result.error[:500], claimed_until=None,
                     not_before=now + dt.timedelta(seconds=delay), **instead,
                 )  # fmt: skip
@@ -492,7 +494,7 @@ class MessageDispatcher:
                     # An "unknown" send may still carry its id (SMTP's Message-ID): reports will name it.
                     provider_id = result.provider_message_id[:200]
                     known = {"provider_message_id": provider_id} if provider_id else {}
-                    Message.objects.filter(pk=message.pk, status=Status.SENDING).update(
+                    Message.objects.filter(pk=message.pk, status=Status.SENDING, attempted_at=attempt).update(
                         status=status, attempts=message.attempts + 1, last_error=result.error[:500],
                         reason=str(outcome), claimed_until=None, **known,
                     )  # fmt: skip
@@ -618,16 +620,17 @@ class _Prepared:
     counts: Counter[str]
     channels: dict[tuple[int, str], ChannelInterface | str]
     parts: list[_Part]  # one per sending thread
+    attempt: dt.datetime  # the attempt's ``attempted_at``: what the batch's writes check they still own
 
 
 _InFlight = tuple[_Prepared, "list[Future[PartSent]]"]
 
 
 def _send_chunk(channel: ChannelInterface | str, name: str, part: list[tuple[Message, Envelope]],
-                recorder: Recorder) -> PartSent:  # fmt: skip
+                recorder: Recorder, attempt: dt.datetime) -> PartSent:  # fmt: skip
     if isinstance(channel, str):  # not configured: nothing was sent, try again later
         return PartSent([SendResult(m.pk, Outcome.RETRY, error=channel, retry_after=600.0) for m, _ in part])
-    return send_part(channel, name, part, recorder)
+    return send_part(channel, name, part, recorder, attempt)
 
 
 class _Policies(dict[tuple[int, str], MarketingPolicy]):
@@ -818,8 +821,9 @@ def reap_stuck_sends(older_than: dt.timedelta = CLAIM) -> int:
     the journal its sending threads left (``messaging.handover``): a send the provider accepted is
     ``sent``; a message handed over without an answer on record is ``unknown``, never resent
     automatically; one never handed over is queued again (held or cancelled where its campaign
-    stopped). Journal entries older than any live batch are deleted. Returns how many rows were
-    reaped."""
+    stopped). Journal entries older than any live batch (``2 * CLAIM``) are deleted: batches do
+    not delete their own, since one entry may name groups of two batches (the recorder writes
+    whatever the sending threads asked for meanwhile in one). Returns how many rows were reaped."""
     now = timezone.now()
     reaped = 0
     with transaction.atomic():
@@ -832,15 +836,25 @@ def reap_stuck_sends(older_than: dt.timedelta = CLAIM) -> int:
                 stuck.values_list("pk", "attempts", "attempted_at")}  # fmt: skip
         if rows:
             since = min((at for _, at in rows.values() if at is not None), default=now - dt.timedelta(days=1))
-            handed: set[int] = set()
+            handed = {pk for pk, (_, attempted_at) in rows.items() if attempted_at is None}  # cannot tell: unknown
             accepted: dict[int, tuple[str, dt.datetime]] = {}
+
+            def this_attempt(pk: int, entry: HandOver) -> bool:
+                # Entries of an earlier attempt of the same message do not count (the attempt's
+                # time and its entries' come from one worker's clock).
+                attempted_at = rows[pk][1]
+                return attempted_at is not None and entry.created_at >= attempted_at
+
             for entry in HandOver.objects.filter(created_at__gte=since - dt.timedelta(minutes=1)).iterator():
-                handed.update(pk for pk in entry.handed if pk in rows)
-                accepted.update((int(pk), (provider_id, entry.created_at))
-                                for pk, provider_id in entry.accepted.items() if int(pk) in rows)  # fmt: skip
+                handed.update(pk for pk in entry.handed if pk in rows and this_attempt(pk, entry))
+                accepted.update((int(pk), (provider_id, entry.created_at)) for pk, provider_id in entry.accepted.items()
+                                if int(pk) in rows and this_attempt(int(pk), entry))  # fmt: skip
             for pk, (provider_id, at) in accepted.items():
                 message = Message(pk=pk, attempts=rows[pk][0])
-                write_sent([(message, SendResult(pk, Outcome.SENT, provider_message_id=provider_id))], at)
+                sent = SendResult(pk, Outcome.SENT, provider_message_id=provider_id)
+                attempt = rows[pk][1]
+                assert attempt is not None  # this_attempt() counted only rows with one
+                write_sent([(message, sent)], at, attempt)
             unknown = [pk for pk in handed if pk not in accepted]
             never = [pk for pk in rows if pk not in handed and pk not in accepted]
             reaped = len(accepted) + sum(queue_again(never, LOST_BEFORE_CALL, now, from_status=Status.SENDING).values())

@@ -124,8 +124,8 @@ class Message(models.Model):
 class HandOver(models.Model):
     """A sending thread's journal entry, written before it hands a group of messages to the provider
     (``messaging.handover``): the ids it hands over next and the sends the provider accepted of the
-    group before. Deleted with its batch's outcomes; what a dead worker left tells the reaper which
-    of its ``sending`` messages were sent, may have been, or never left."""
+    group before. Kept ten minutes (the reaper deletes older ones); what a dead worker left tells
+    the reaper which of its ``sending`` messages were sent, may have been, or never left."""
 
     created_at = models.DateTimeField(db_index=True)
     handed = models.JSONField(default=list, help_text="Ids of the messages handed over next")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections import Counter
 from typing import Any
 
@@ -274,8 +275,7 @@ def test_each_group_is_named_in_the_journal_before_its_provider_call(
 ) -> None:
     """A sending thread goes through its part ``HANDOVER_GROUP`` messages at a time. When a group
     reaches the provider the journal names it as handed over, and the groups before it as
-    accepted; the next group is named too (written while this one is sent), the rest is not.
-    The batch's outcomes delete the journal."""
+    accepted; the next group is named too (written while this one is sent), the rest is not."""
     seen: list[tuple[int, int, int]] = []
     recording = channels["email"]
 
@@ -299,25 +299,28 @@ def test_each_group_is_named_in_the_journal_before_its_provider_call(
     assert seen == [(20, 0, 20), (20, 20, 10), (10, 40, 0)]
     assert len(recording.sent) == 50
     assert set(Message.objects.values_list("status", "attempts")) == {("sent", 1)}
-    assert not HandOver.objects.exists()
+    every = set(Message.objects.values_list("pk", flat=True))
+    assert journal() == (every, every)  # the last group's sends too; the reaper deletes entries later
 
 
 @time_machine.travel(NOON, tick=False)
-def test_a_message_taken_back_before_its_group_is_handed_over_is_not_sent(
+def test_a_message_taken_back_or_in_another_attempt_before_its_group_is_named_is_not_sent(
     channels: dict[str, RecordingChannel], store: Any, contact: Contact
 ) -> None:
-    """A worker that overran its claim: the reaper queued a message of a later group again, so
-    that group goes out without it (the next worker sends it)."""
+    """A worker that overran its claim by minutes: the reaper queued a message of a later group
+    again, and another worker is sending a second one by now (its own attempt). The overrunning
+    worker sends neither and writes no outcome over them."""
     recording = channels["email"]
     taken: list[int] = []
+    elsewhere = NOON + dt.timedelta(minutes=11)
 
     class Overrunning(RecordingChannel):
         def send_message(self, envelopes: list[Envelope]) -> list[SendResult]:
             if not taken:
-                later = Message.objects.filter(status="sending").exclude(pk__in=journal()[0]).order_by("pk").first()
-                assert later is not None
-                taken.append(later.pk)
-                Message.objects.filter(pk=later.pk).update(status="queued", claimed_until=None)
+                later = Message.objects.filter(status="sending").exclude(pk__in=journal()[0]).order_by("pk")
+                taken.extend(later.values_list("pk", flat=True)[:2])
+                Message.objects.filter(pk=taken[0]).update(status="queued", claimed_until=None)
+                Message.objects.filter(pk=taken[1]).update(attempted_at=elsewhere)  # claimed and marked again
             return recording.send_message(envelopes)
 
     dispatcher = MessageDispatcher(lambda store, channel: Overrunning(channel), concurrency=1)
@@ -325,13 +328,44 @@ def test_a_message_taken_back_before_its_group_is_handed_over_is_not_sent(
     for n in range(50):
         queue(dispatcher, store, contact, "transactional", f"receipt-{n}", version=version)
     counts = dispatcher.process_queue()
-    assert counts["sent"] == 49
-    assert taken[0] not in {e.message_id for e in recording.sent}
+    assert counts["sent"] == 48
+    assert not set(taken) & {e.message_id for e in recording.sent}
     assert Message.objects.values_list("status", "attempts").get(pk=taken[0]) == ("queued", 0)
+    other = Message.objects.get(pk=taken[1])
+    assert (other.status, other.attempts, other.attempted_at, other.last_error) == ("sending", 0, elsewhere, "")
+    assert not set(taken) & journal()[0]
     assert dispatcher.process_queue() == Counter({"sent": 1})
-    assert Counter(e.message_id for e in recording.sent) == Counter(
-        dict.fromkeys(Message.objects.values_list("pk", flat=True), 1)
-    )
+    assert Counter(e.message_id for e in recording.sent) == Counter(dict.fromkeys(set(journal()[0]) - {taken[1]}, 1))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sending_threads_send_only_groups_named_in_a_committed_entry(store: Any, contact: Contact) -> None:
+    """The threaded path (no test transaction around it): the recorder thread writes the entries,
+    and each sending thread, reading through its own connection (committed rows only), finds every
+    group it is asked to send named before the call; batches overlap (the next is prepared and
+    sent while the last outcomes are written) and nobody gets a message twice."""
+    recording = RecordingChannel("email")
+    lock = threading.Lock()
+    checked: list[bool] = []
+
+    class Checking(RecordingChannel):
+        def send_message(self, envelopes: list[Envelope]) -> list[SendResult]:
+            named = journal()[0]
+            with lock:
+                checked.append({e.message_id for e in envelopes} <= named)
+                return recording.send_message(envelopes)
+
+    dispatcher = MessageDispatcher(lambda store, channel: Checking(channel), concurrency=2)
+    version = template(store)
+    for n in range(230):
+        queue(dispatcher, store, contact, "transactional", f"receipt-{n}", version=version)
+    assert dispatcher.drain(budget_seconds=60, batch_size=100) == (Counter({"sent": 230}), False)
+    assert len(checked) == 14  # 3 batches, 2 parts each, groups of at most 20
+    assert all(checked)
+    every = set(Message.objects.values_list("pk", flat=True))
+    assert Counter(e.message_id for e in recording.sent) == Counter(dict.fromkeys(every, 1))
+    assert journal() == (every, every)
+    assert set(Message.objects.values_list("status", "attempts")) == {("sent", 1)}
 
 
 @time_machine.travel(NOON, tick=False)

@@ -232,7 +232,7 @@ def test_a_worker_killed_while_its_emails_are_with_the_relay_costs_at_most_the_g
     """An SMTP relay cannot be asked what it took. The groups the sending threads had handed over
     become ``unknown`` (never resent); everything the threads had not reached is sent by the next
     worker, everything recorded sent is never sent again."""
-    size = 400
+    size = 1200  # three batches of the drain: the kill lands in the second, the third prepared or waiting
     connect_smtp(store_id=store.pk, host=smtp.host, port=smtp.port, security="none", from_addr="shop@shop.example",
                  messages_per_second=1000)  # fmt: skip
     contacts = bulk_audience(store, size)
@@ -242,7 +242,7 @@ def test_a_worker_killed_while_its_emails_are_with_the_relay_costs_at_most_the_g
 
     first = spawn(sqlite_or_pg_url, "worker", "--interval", "0.02")
     processes.append(first)
-    wait_for(lambda: len(smtp.messages) >= 40, 60, "the first e-mails at the relay")
+    wait_for(lambda: len(smtp.messages) >= 560, 60, "the second batch at the relay")
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     time.sleep(0.5)  # what was on the wire reaches the fake
