@@ -203,7 +203,7 @@ def send_part(
         pending = recorder.submit(accepted, following, attempt)  # written while this group is sent
         sent = _send_group(channel, name, [e for m, e in group if m.pk in ours])
         done.results.extend(sent)
-        # Taken back (no longer ``sending``): not sent; the batch's write leaves such rows alone.
+        # Taken back (no longer in this attempt): not sent; the batch's write leaves such rows alone.
         done.results.extend(SendResult(m.pk, Outcome.RETRY, error="taken back before the provider call")
                             for m, _ in group if m.pk not in ours)  # fmt: skip
         by_id = {m.pk: m for m, _ in group}
