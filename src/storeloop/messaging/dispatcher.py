@@ -55,7 +55,7 @@ from storeloop.core.errors import ApplicationError, ValidationError
 from storeloop.messaging.campaigns.models import Campaign
 from storeloop.messaging.channels.base import ChannelInterface, Envelope, Outcome, SendResult
 from storeloop.messaging.channels.factory import send_rate
-from storeloop.messaging.handover import PartSent, Recorder, send_part, write_sent
+from storeloop.messaging.handover import Accepted, PartSent, Recorder, send_part, write_sent
 from storeloop.messaging.inbound.window import is_window_open, last_inbound_times
 from storeloop.messaging.models import HandOver, Message, MessagingConnection, TemplateVersion
 from storeloop.messaging.policies import MarketingPolicy, next_allowed_by_cap, recipient_quiet_until
@@ -306,7 +306,7 @@ class MessageDispatcher:
         if ready:
             providers = lookups.providers({store_id for store_id, _ in senders})
             ready = self._mark_sending(ready, last_sent, preferences, now, counts, policies, providers)
-        return _Prepared(ready, counts, channels, self._chunks(ready), now)
+        return _Prepared(ready, counts, channels, now)
 
     def _mark_sending(
         self,
@@ -410,15 +410,13 @@ class MessageDispatcher:
         )
         return {(r["contact_id"], r["channel"]): r["last"] for r in rows}
 
-    def _chunks(
-        self, ready: list[tuple[Message, Envelope]]
-    ) -> list[tuple[tuple[int, str], list[tuple[Message, Envelope]]]]:
+    def _chunks(self, ready: list[tuple[Message, Envelope]]) -> list[_Part]:
         """The batch split per store and channel, each into at most ``concurrency`` parts sent side
         by side: the bound on concurrent sends per provider connection."""
         by_channel: dict[tuple[int, str], list[tuple[Message, Envelope]]] = defaultdict(list)
         for message, envelope in ready:
             by_channel[(message.store_id, message.channel)].append((message, envelope))
-        chunks: list[tuple[tuple[int, str], list[tuple[Message, Envelope]]]] = []
+        chunks: list[_Part] = []
         for key, pairs in by_channel.items():
             size = min(100, -(-len(pairs) // self.concurrency))
             chunks.extend((key, pairs[i : i + size]) for i in range(0, len(pairs), size))
@@ -427,10 +425,11 @@ class MessageDispatcher:
     def _start_sending(self, prepared: _Prepared, pool: _SendPool) -> list[Future[PartSent]]:
         # A thread per part, so every provider's parts go at once; with many stores in one batch
         # the parts beyond the cap wait their turn.
-        pool.grow(min(len(prepared.parts), self.concurrency * MAX_PARALLEL_CONNECTIONS))
+        chunks = self._chunks(prepared.ready)
+        pool.grow(min(len(chunks), self.concurrency * MAX_PARALLEL_CONNECTIONS))
         return [
             pool.submit(_send_chunk, prepared.channels[key], key[1], part, pool.recorder, prepared.attempt)
-            for key, part in prepared.parts
+            for key, part in chunks
         ]
 
     def _write_decisions(
@@ -619,7 +618,6 @@ class _Prepared:
     ready: list[tuple[Message, Envelope]]
     counts: Counter[str]
     channels: dict[tuple[int, str], ChannelInterface | str]
-    parts: list[_Part]  # one per sending thread
     attempt: dt.datetime  # the attempt's ``attempted_at``: what the batch's writes check they still own
 
 
@@ -849,12 +847,14 @@ def reap_stuck_sends(older_than: dt.timedelta = CLAIM) -> int:
                 handed.update(pk for pk in entry.handed if pk in rows and this_attempt(pk, entry))
                 accepted.update((int(pk), (provider_id, entry.created_at)) for pk, provider_id in entry.accepted.items()
                                 if int(pk) in rows and this_attempt(int(pk), entry))  # fmt: skip
+            by_entry: dict[tuple[dt.datetime, dt.datetime], Accepted] = defaultdict(list)  # (sent at, attempt)
             for pk, (provider_id, at) in accepted.items():
-                message = Message(pk=pk, attempts=rows[pk][0])
-                sent = SendResult(pk, Outcome.SENT, provider_message_id=provider_id)
                 attempt = rows[pk][1]
                 assert attempt is not None  # this_attempt() counted only rows with one
-                write_sent([(message, sent)], at, attempt)
+                sent = SendResult(pk, Outcome.SENT, provider_message_id=provider_id)
+                by_entry[(at, attempt)].append((Message(pk=pk, attempts=rows[pk][0]), sent))
+            for (at, attempt), sends in by_entry.items():
+                write_sent(sends, at, attempt)
             unknown = [pk for pk in handed if pk not in accepted]
             never = [pk for pk in rows if pk not in handed and pk not in accepted]
             reaped = len(accepted) + sum(queue_again(never, LOST_BEFORE_CALL, now, from_status=Status.SENDING).values())

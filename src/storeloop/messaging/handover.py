@@ -171,19 +171,15 @@ def _still_in_attempt(group: list[int], attempt: dt.datetime) -> set[int]:
         return {row[0] for row in cursor.fetchall()}
 
 
-def _steps(channel: ChannelInterface, part: list[tuple[Message, Envelope]]) -> list[list[tuple[Message, Envelope]]]:
-    # A provider that lists what it accepted settles a lost worker's sends by being asked
-    # (``messaging.settlement``): one step for the whole part is enough there.
-    size = len(part) if isinstance(channel, SettlesSends) else HANDOVER_GROUP
-    return [part[i : i + size] for i in range(0, len(part), size)]
-
-
 def send_part(
     channel: ChannelInterface, name: str, part: list[tuple[Message, Envelope]], recorder: Recorder, attempt: dt.datetime
 ) -> PartSent:
     """Send one provider connection's part of a batch, group by group (module docstring)."""
+    # A provider that lists what it accepted settles a lost worker's sends by being asked
+    # (``messaging.settlement``): one step for the whole part is enough there.
     settles = isinstance(channel, SettlesSends)
-    groups = _steps(channel, part)
+    size = len(part) if settles else HANDOVER_GROUP
+    groups = [part[i : i + size] for i in range(0, len(part), size)]
     done = PartSent([])
     if not groups:
         return done

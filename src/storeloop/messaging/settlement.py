@@ -152,8 +152,8 @@ MAX_RESEND = 1000
 def resend_unknown(store_id: int, message_ids: list[int], *, by: str) -> int:
     """Queue ``unknown`` messages of the store again, at an operator's word: for e-mail and WhatsApp
     nothing can tell whether the customer got them, and the operator may judge a second copy
-    better than none (a worker killed mid-campaign leaves the messages it had not reached yet
-    ``unknown`` too). Other statuses, other stores' messages and ids that do not exist are left
+    better than none (a worker killed mid-campaign leaves the groups it was sending ``unknown``,
+    some of them never sent). Other statuses, other stores' messages and ids that do not exist are left
     alone; a stopped campaign's messages are held or cancelled. Returns how many were queued.
     The consent gate, caps and quiet hours apply again at send time."""
     if not 1 <= len(message_ids) <= MAX_RESEND:
