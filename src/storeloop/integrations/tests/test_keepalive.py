@@ -8,11 +8,14 @@ import select
 import socket
 import threading
 from collections.abc import Iterator
+from urllib.parse import urlencode
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from storeloop.integrations.keepalive import KeepAliveClient, _bypassed
+from storeloop.integrations.keepalive import KeepAliveClient, _bypassed, form_encode
 from storeloop.integrations.smtp.fake.tls import client_context, self_signed_cert, server_context
 
 from .canned import Answer, CannedServer, Received
@@ -296,6 +299,24 @@ def test_basic_auth_default_headers_and_form_encoding(server: CannedServer) -> N
         "content-type": "application/x-www-form-urlencoded",
         "content-length": str(len(request.body)),
     }
+
+
+@given(st.dictionaries(st.text(max_size=12), st.text(max_size=40), max_size=5))
+def test_form_encoding_is_urlencode(form: dict[str, str]) -> None:
+    assert form_encode(form) == urlencode(form)
+
+
+def test_form_values_that_are_not_strings_are_encoded_as_urlencode_does() -> None:
+    assert form_encode({"Count": 5, "Flag": b"a b"}) == "Count=5&Flag=a+b"  # type: ignore[dict-item]
+
+
+def test_form_encoding_of_an_sms_create() -> None:
+    callback = "https://loop.example/webhooks/twilio/1/status?sl_key=9173fcf8-3160-48a8-9d51-4550bab96b3e"
+    form = {"To": "+4915112304699", "Body": "Bob: 20% off, ça va?", "StatusCallback": callback}
+    assert form_encode(form) == (
+        "To=%2B4915112304699&Body=Bob%3A+20%25+off%2C+%C3%A7a+va%3F&StatusCallback=https%3A%2F%2Floop.example"
+        "%2Fwebhooks%2Ftwilio%2F1%2Fstatus%3Fsl_key%3D9173fcf8-3160-48a8-9d51-4550bab96b3e"
+    )
 
 
 def test_query_params_and_per_request_headers(server: CannedServer, client: KeepAliveClient) -> None:
