@@ -444,6 +444,7 @@ def main() -> int:
         "benchmark": "dispatch", "database": "sqlite", "messages": recipients, "messages_per_s": round(rate, 1),
         "provider_capacity_per_s": round(capacity, 1), "ratio": round(ratio, 3), "naive_per_s": round(naive_rate, 1),
         "provider_capacity_before_after": [round(capacity_before, 1), round(capacity_after, 1)],
+        "capacity_email_bytes": len(payloads[0]),
         "exactly_once": exactly_once, "workers": args.workers, "statuses": statuses, "targets_met": met,
         "machine_busy_before_pct": round(100 * busy_before, 1), "cpu_ms_per_message": cpu, "machine": machine_info(),
     })  # fmt: skip
