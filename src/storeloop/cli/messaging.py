@@ -39,6 +39,9 @@ def _secret_help(name: str, what: str) -> str:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", type=int, required=True, help="store id")
     parser.add_argument("--rate", type=float, help="messages per second for this store and channel")
+    parser.add_argument("--account-rate", type=float, dest="account_rate",
+                        help="messages per second of the provider account, shared by every store connected "
+                             "to it (an agency's relay login, Twilio account or WhatsApp number)")  # fmt: skip
     parser.add_argument("--no-check", action="store_true", help="store without testing against the provider")
     parser.add_argument("--json", action="store_true", help="print the connection as JSON")
     parser.set_defaults(handler=_connect)
@@ -262,7 +265,8 @@ def _marketing_rules(connection: Any) -> dict[str, str]:
 
 def _connect_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The ``connect_*`` arguments; optional ones only when given, so defaults stay the service's."""
-    kwargs: dict[str, Any] = {"store_id": args.store, "messages_per_second": args.rate}
+    kwargs: dict[str, Any] = {"store_id": args.store, "messages_per_second": args.rate,
+                              "account_messages_per_second": args.account_rate}  # fmt: skip
     if args.provider == "smtp":
         kwargs.update(host=args.host, port=args.port, security=args.security, username=args.username,
                       password=_secret(args, "password"), from_addr=args.from_addr, from_name=args.from_name,

@@ -9,6 +9,9 @@ its ``Retry-After`` has passed.
 
 ``PacedRateLimiter`` paces a steady rate (a store's messages per second) for hot paths: one short
 transaction hands a process a few future send times at once, instead of one per send.
+
+``AllOf`` keeps several budgets at once: a store's own rate and the rate of the provider account
+it shares with other stores.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from storeloop.core.models import RateLimitBucket, RateLimitEvent
+from storeloop.core.ports import RateLimiter
 
 
 class DatabaseRateLimiter:
@@ -176,3 +180,23 @@ class PacedRateLimiter:
 
 def _at(epoch_seconds: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(epoch_seconds, tz=dt.UTC)
+
+
+class AllOf:
+    """Several budgets at once, e.g. a provider account's rate shared by the stores that send
+    through it, and each store's own. ``acquire`` waits for a slot of each, in the order given (the
+    shared, scarcer one first: the next one's slot is then taken when the send is really due);
+    ``penalize`` (a provider's 429) moves every one of them back."""
+
+    def __init__(self, *limiters: RateLimiter) -> None:
+        if not limiters:
+            raise ValueError("AllOf needs at least one limiter")
+        self.limiters = limiters
+
+    def acquire(self, cost: int = 1) -> None:
+        for limiter in self.limiters:
+            limiter.acquire(cost)
+
+    def penalize(self, seconds: float) -> None:
+        for limiter in self.limiters:
+            limiter.penalize(seconds)

@@ -63,6 +63,16 @@ def _rate(value: float | None, provider: str) -> float:
     return float(value)
 
 
+def _account_rate(value: float | None) -> float | None:
+    """The provider account's rate, shared by every store connected to the account (None: none)."""
+    if value is None:
+        return None
+    if not 0 < value <= MAX_RATE:
+        raise _invalid(f"account_messages_per_second must be above 0 and at most {MAX_RATE:g}", "invalid_rate",
+                       "account_messages_per_second")  # fmt: skip
+    return float(value)
+
+
 def _secret(value: str, field: str, minimum: int) -> str:
     """A webhook secret or token as given (empty when not given), or a ``ValidationError`` naming ``field``."""
     if not value:
@@ -104,6 +114,7 @@ def connect_smtp(
     webhook_secret: str = "",
     messages_per_second: float | None = None,
     connections: int = DEFAULT_SMTP_CONNECTIONS,
+    account_messages_per_second: float | None = None,
 ) -> MessagingConnection:
     """E-mail through an SMTP relay (587 STARTTLS, 465 implicit TLS, or plain on loopback only).
 
@@ -112,6 +123,9 @@ def connect_smtp(
 
     ``webhook_secret`` signs the bounce and complaint events posted to ``/webhooks/email/<store>``
     (docs/messaging-webhooks.md); without one that endpoint refuses every request.
+
+    ``messages_per_second`` is this store's rate; ``account_messages_per_second`` the relay
+    account's, when several stores send through one login (together they stay within it).
     """
     from storeloop.integrations.smtp.client import SmtpConfig
     from storeloop.integrations.smtp.message import message_id_for
@@ -158,7 +172,7 @@ def connect_smtp(
     if secret:
         credentials["webhook_secret"] = secret
     return _save(_store(store_id), "email", Provider.SMTP, credentials, settings,
-                 _rate(messages_per_second, Provider.SMTP))  # fmt: skip
+                 _rate(messages_per_second, Provider.SMTP), _account_rate(account_messages_per_second))  # fmt: skip
 
 
 def connect_twilio(
@@ -171,11 +185,13 @@ def connect_twilio(
     status_callback: str = "",
     base_url: str = "",
     messages_per_second: float | None = None,
+    account_messages_per_second: float | None = None,
 ) -> MessagingConnection:
     """SMS through Twilio, from a Messaging Service (preferred) or one sender number.
 
     Without a ``status_callback``, messages name this store's own status webhook
     (``{PUBLIC_URL}/webhooks/twilio/<store>/status``, see ``channels.factory``).
+    ``account_messages_per_second``: the Twilio account's rate, shared by every store on it.
     """
     from storeloop.integrations.twilio.client import TwilioClient
 
@@ -202,7 +218,8 @@ def connect_twilio(
     except ValueError as exc:
         raise _invalid(str(exc), "invalid_from_number", "from_number") from None
     return _save(_store(store_id), "sms", Provider.TWILIO, {"account_sid": account_sid, "auth_token": auth_token},
-                 settings, _rate(messages_per_second, Provider.TWILIO))  # fmt: skip
+                 settings, _rate(messages_per_second, Provider.TWILIO),
+                 _account_rate(account_messages_per_second))  # fmt: skip
 
 
 def connect_whatsapp(
@@ -215,12 +232,14 @@ def connect_whatsapp(
     app_secret: str = "",
     verify_token: str = "",
     messages_per_second: float | None = None,
+    account_messages_per_second: float | None = None,
 ) -> MessagingConnection:
     """WhatsApp through the Cloud API for one business phone number (system-user token).
 
     Webhooks (``/webhooks/whatsapp/<store>``) need the Meta app's ``app_secret`` (it signs every
     notification) and the ``verify_token`` entered with the callback URL; without them the
     endpoint refuses the verification and every notification.
+    ``account_messages_per_second``: the number's rate, shared by every store sending from it.
     """
     access_token, phone_number_id, api_version = access_token.strip(), phone_number_id.strip(), api_version.strip()
     if not access_token:
@@ -239,12 +258,22 @@ def connect_whatsapp(
         if secret:
             credentials[field] = secret
     return _save(_store(store_id), "whatsapp", Provider.WHATSAPP_CLOUD, credentials, settings,
-                 _rate(messages_per_second, Provider.WHATSAPP_CLOUD))  # fmt: skip
+                 _rate(messages_per_second, Provider.WHATSAPP_CLOUD),
+                 _account_rate(account_messages_per_second))  # fmt: skip
 
 
 def _save(
-    store: Store, channel: str, provider: str, credentials: dict[str, str], settings: dict[str, Any], rate: float
+    store: Store,
+    channel: str,
+    provider: str,
+    credentials: dict[str, str],
+    settings: dict[str, Any],
+    rate: float,
+    account_rate: float | None,
 ) -> MessagingConnection:
+    """Store the connection. ``account_rate`` (``account_messages_per_second``) paces every store
+    connected to the same provider account together (``channels.factory.account_key``)."""
+    settings = {**settings, "account_messages_per_second": account_rate}
     connection, _ = MessagingConnection.objects.update_or_create(
         store=store,
         channel=channel,

@@ -14,6 +14,10 @@ Caching, and why:
   thread of every worker process shares the one rate the shop configured: two workers together
   send no faster than one. A process reserves send times a few at a time (50 ms worth), so the
   database sees a short transaction per reservation, not per message.
+- A connection whose settings name an ``account_messages_per_second`` also paces by a schedule
+  of its provider account (``account_key``: the SMTP relay and login, the Twilio account, the
+  WhatsApp number), shared by every store connected to that account: an agency's stores on one
+  relay account or one Twilio account together stay within the account's rate.
 - The database is read on every call (one indexed query per store, channel and batch), so
   deactivating a connection stops sending from the next batch on.
 
@@ -36,7 +40,7 @@ from django import db
 
 from storeloop.core.errors import NotFound, ValidationError
 from storeloop.core.ports import RateLimiter
-from storeloop.core.ratelimit import PacedRateLimiter
+from storeloop.core.ratelimit import AllOf, PacedRateLimiter
 from storeloop.messaging.channels.base import ChannelInterface
 from storeloop.messaging.channels.email import EmailChannel
 from storeloop.messaging.channels.sms import SmsChannel
@@ -79,7 +83,7 @@ class _Entry:
 
 _lock = threading.Lock()
 _channels: dict[int, _Entry] = {}
-_limiters: dict[int, tuple[float, PacedRateLimiter]] = {}
+_limiters: dict[int, tuple[tuple[float, str, float], RateLimiter]] = {}
 _retired: list[tuple[float, ClosableChannel]] = []
 
 
@@ -263,11 +267,35 @@ def send_rate(connection: MessagingConnection) -> float:
     return connection.messages_per_second or DEFAULT_RATES.get(connection.provider, 10.0)
 
 
-def _limiter(connection: MessagingConnection) -> PacedRateLimiter:
-    rate = send_rate(connection)
+def account_rate(connection: MessagingConnection) -> float | None:
+    """The provider account's messages per second shared with other stores (None: no account limit)."""
+    value = (connection.settings or {}).get("account_messages_per_second")
+    return float(value) if isinstance(value, int | float) and value > 0 else None
+
+
+def account_key(connection: MessagingConnection) -> str:
+    """The rate-limit key of the provider account behind ``connection``: the same for every store
+    connected to one relay login, Twilio account or WhatsApp number (hashed: no SID or login in
+    the key)."""
+    settings, credentials = connection.settings or {}, credentials_of(connection)
+    if connection.provider == Provider.SMTP:
+        identity = [str(settings.get("host", "")).lower(), settings.get("port"), credentials.get("username", "")]
+    elif connection.provider == Provider.TWILIO:
+        identity = [credentials.get("account_sid", "")]
+    else:
+        identity = [settings.get("phone_number_id", "")]
+    digest = hashlib.sha256(orjson.dumps([connection.provider, *identity])).hexdigest()[:32]
+    return f"messaging-account:{connection.provider}:{digest}"
+
+
+def _limiter(connection: MessagingConnection) -> RateLimiter:
+    rate, shared = send_rate(connection), account_rate(connection)
+    key = (rate, account_key(connection) if shared else "", shared or 0.0)
     cached = _limiters.get(connection.pk)
-    if cached is None or cached[0] != rate:
-        cached = (rate, rate_limiter(connection.store_id, connection.channel, rate))
+    if cached is None or cached[0] != key:
+        own = rate_limiter(connection.store_id, connection.channel, rate)
+        limiter: RateLimiter = AllOf(PacedRateLimiter(key[1], shared), own) if shared else own
+        cached = (key, limiter)
         _limiters[connection.pk] = cached
     return cached[1]
 

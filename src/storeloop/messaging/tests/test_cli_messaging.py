@@ -100,6 +100,10 @@ def test_connect_whatsapp_and_no_check(capsys: Any, store: Any) -> None:
                        "unchecked", "--phone-number-id", "42", "--no-check", "--json")  # fmt: skip
     assert (code, json.loads(out)["checked"], json.loads(out)["settings"]["phone_number_id"]) == (0, False, "42")
     assert credentials_of(MessagingConnection.objects.get()) == {"access_token": "unchecked"}
+    code, out, _ = run(capsys, "messaging", "connect", "whatsapp", "--store", str(store.pk), "--access-token",
+                       "unchecked", "--phone-number-id", "42", "--account-rate", "40", "--no-check",
+                       "--json")  # fmt: skip
+    assert (code, json.loads(out)["settings"]["account_messages_per_second"]) == (0, 40.0)
 
 
 def test_messaging_policy_sets_and_resets_a_stores_cap_and_quiet_hours(capsys: Any, store: Any) -> None:
@@ -134,6 +138,7 @@ def test_messaging_policy_sets_and_resets_a_stores_cap_and_quiet_hours(capsys: A
         (["twilio", "--account-sid", "AC1", "--auth-token", "t", "--from-number", "+15005550006"],
          "invalid_account_sid"),
         (["whatsapp", "--access-token", "t", "--phone-number-id", "abc"], "invalid_phone_number_id"),
+        (["whatsapp", "--access-token", "t", "--phone-number-id", "42", "--account-rate", "0"], "invalid_rate"),
         (["smtp", "--host", "h.example", "--from-addr", "a@b.example", "--ca-cert", "/nonexistent.pem"],
          "unreadable_file"),
     ],

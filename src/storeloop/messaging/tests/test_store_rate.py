@@ -21,13 +21,14 @@ import pytest
 from django.db import connection as db_connection
 
 from storeloop.contacts.models import Contact
+from storeloop.core.errors import ValidationError
 from storeloop.core.models import RateLimitBucket
-from storeloop.core.ratelimit import PacedRateLimiter
+from storeloop.core.ratelimit import AllOf, PacedRateLimiter
 from storeloop.integrations.twilio.fake import FakeTwilio
-from storeloop.messaging.channels.connections import connect_twilio
-from storeloop.messaging.channels.factory import close_channels
+from storeloop.messaging.channels.connections import connect_smtp, connect_twilio
+from storeloop.messaging.channels.factory import account_key, account_rate, channel_for, close_channels
 from storeloop.messaging.dispatcher import MessageDispatcher
-from storeloop.messaging.models import Message
+from storeloop.messaging.models import Message, MessagingConnection
 from storeloop.messaging.templates import TemplateRepository
 
 KEY = "messaging:1:sms"
@@ -228,3 +229,91 @@ def test_two_worker_processes_together_send_at_the_stores_rate(
     assert max(sends) - min(sends) >= (count - 1) / rate - PacedRateLimiter.LATE_TOLERANCE - 0.05
     assert {twilio.sent_count(f"+49151123456{i:02}") for i in range(count)} == {1}
     assert set(Message.objects.values_list("status", flat=True)) == {"sent"}
+
+
+# --- a provider account shared by several stores ----------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stores_on_one_provider_account_together_stay_within_the_accounts_rate(
+    store: Any, other_store: Any, twilio: FakeTwilio
+) -> None:
+    """An agency's two shops on one Twilio account: each may send 100/s, the account 20/s. The
+    dispatcher sends both shops' parts side by side; together they keep the account's rate."""
+    account_rate, each = 20, 15
+    repo, dispatcher = TemplateRepository(), MessageDispatcher(channel_for)
+    for n, shop in enumerate((store, other_store)):
+        connect_twilio(store_id=shop.pk, account_sid=twilio.account_sid, auth_token=twilio.auth_token,
+                       from_number=twilio.from_number, base_url=twilio.url, messages_per_second=100,
+                       account_messages_per_second=account_rate, status_callback="http://127.0.0.1:9/none")  # fmt: skip
+        version = repo.save_template(shop, "cod", "sms", body_text="Your parcel arrives today")
+        repo.publish(version)
+        for i in range(each):
+            contact = Contact.objects.create(store=shop, phone=f"+4915112345{n}{i:02}", country="DE")
+            dispatcher.queue_message(store=shop, contact=contact, channel="sms", purpose="transactional",
+                                     template=version, dedupe_key=f"cod-{i}")  # fmt: skip
+    assert dispatcher.process_queue(batch_size=100) == Counter({"sent": 2 * each})
+    sends = [r.at for r in twilio.requests if r.method == "POST" and r.path.endswith("/Messages.json")]
+    assert len(sends) == 2 * each
+    assert_paced(sends, account_rate)  # at each shop's own 100/s the 30 would take 0.15 s
+    assert max(sends) - min(sends) >= (2 * each - 1) / account_rate - PacedRateLimiter.LATE_TOLERANCE - 0.05
+
+
+@pytest.mark.django_db
+def test_all_of_waits_for_a_slot_of_each_budget_and_a_429_moves_each_back() -> None:
+    clock, account_waits, store_waits = Clock(), waits(), waits()
+    account = limiter(clock, account_waits, rate=2, key="messaging-account:twilio:x")
+    both = AllOf(account, limiter(clock, store_waits, rate=10))
+    both.acquire()
+    both.acquire()
+    assert (account_waits, store_waits) == ([pytest.approx(0.5)], [pytest.approx(0.1)])
+    both.penalize(5.0)
+    blocked = dict(RateLimitBucket.objects.values_list("key", "blocked_until"))
+    assert {key: at.timestamp() for key, at in blocked.items()} == {
+        "messaging-account:twilio:x": pytest.approx(T0 + 5),
+        KEY: pytest.approx(T0 + 5),
+    }
+
+
+@pytest.mark.django_db
+def test_the_account_key_names_the_provider_account_not_the_store(store: Any, other_store: Any) -> None:
+    def sms(shop: Any, sid: str) -> MessagingConnection:
+        return connect_twilio(store_id=shop.pk, account_sid=sid, auth_token="token", from_number="+15005550006",
+                              account_messages_per_second=5)  # fmt: skip
+
+    def smtp(shop: Any, host: str, username: str) -> MessagingConnection:
+        return connect_smtp(store_id=shop.pk, host=host, port=587, username=username, password="pw" if username else "",
+                            from_addr="shop@example.com", account_messages_per_second=5)  # fmt: skip
+
+    sid, other_sid = "AC" + "1" * 32, "AC" + "2" * 32
+    shared = account_key(sms(store, sid))
+    assert shared.startswith("messaging-account:twilio:")
+    assert sid not in shared
+    assert account_key(sms(other_store, sid)) == shared
+    assert account_key(sms(other_store, other_sid)) != shared
+    relay = account_key(smtp(store, "smtp.relay.example", "agency"))
+    assert account_key(smtp(other_store, "SMTP.Relay.example", "agency")) == relay
+    assert account_key(smtp(other_store, "smtp.relay.example", "another-login")) != relay
+    connection = MessagingConnection.objects.get(store=store, channel="sms")
+    assert (account_rate(connection), connection.settings["account_messages_per_second"]) == (5.0, 5.0)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("rate", [0, -1, 10_001])
+def test_an_account_rate_out_of_bounds_is_refused_and_nothing_is_stored(store: Any, rate: float) -> None:
+    with pytest.raises(ValidationError) as refused:
+        connect_twilio(store_id=store.pk, account_sid="AC" + "1" * 32, auth_token="token",
+                       from_number="+15005550006", account_messages_per_second=rate)  # fmt: skip
+    assert (refused.value.code, refused.value.details) == ("invalid_rate", [{"field": "account_messages_per_second"}])
+    assert not MessagingConnection.objects.exists()
+
+
+@pytest.mark.django_db
+def test_without_an_account_rate_a_connection_is_paced_by_its_stores_rate_alone(store: Any) -> None:
+    connection = connect_twilio(store_id=store.pk, account_sid="AC" + "1" * 32, auth_token="token",
+                                from_number="+15005550006", messages_per_second=7)  # fmt: skip
+    assert account_rate(connection) is None
+    assert "account_messages_per_second" not in connection.settings
+    limiter = channel_for(store, "sms").client.limiter  # type: ignore[attr-defined]
+    assert isinstance(limiter, PacedRateLimiter)
+    assert (limiter.key, limiter.per_second) == (f"messaging:{store.pk}:sms", 7)
