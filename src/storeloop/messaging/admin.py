@@ -213,9 +213,39 @@ class MessageAdmin(ReadOnlyAdmin):
 
 
 class ConnectionForm(forms.ModelForm):  # type: ignore[type-arg]
+    # Kept in ``settings`` (``channels.factory.account_rate``); empty: no shared account limit.
+    account_messages_per_second = forms.FloatField(
+        required=False,
+        help_text="The provider account's messages/s, shared by every store connected to the same relay login, "
+        "Twilio account or WhatsApp number. Empty: only this store's rate.",
+    )
+
     class Meta:
         model = MessagingConnection
         fields = ("messages_per_second", "marketing_cap_hours", "quiet_hours_start", "quiet_hours_end", "active")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["account_messages_per_second"].initial = (self.instance.settings or {}).get(
+            "account_messages_per_second"
+        )
+
+    def clean_account_messages_per_second(self) -> float | None:
+        rate = self.cleaned_data.get("account_messages_per_second")
+        if rate is not None and not 0 < rate <= MAX_RATE:
+            raise forms.ValidationError(f"must be above 0 and at most {MAX_RATE:g}")
+        return rate
+
+    def save(self, commit: bool = True) -> MessagingConnection:
+        connection: MessagingConnection = super().save(commit=False)
+        settings = dict(connection.settings or {})
+        settings.pop("account_messages_per_second", None)
+        if self.cleaned_data.get("account_messages_per_second") is not None:
+            settings["account_messages_per_second"] = self.cleaned_data["account_messages_per_second"]
+        connection.settings = settings
+        if commit:
+            connection.save()
+        return connection
 
     def clean(self) -> dict[str, Any]:
         data: dict[str, Any] = super().clean() or {}
@@ -241,8 +271,9 @@ class MessagingConnectionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_select_related = ("store",)
     # ``credentials`` is never listed: secrets stay encrypted and out of pages. Settings are not
     # editable here because they are validated when connecting (`storeloop messaging connect`).
-    fields = ("store", "channel", "provider", "settings", "messages_per_second", "marketing_cap_hours",
-              "quiet_hours_start", "quiet_hours_end", "active", "created_at", "updated_at")  # fmt: skip
+    fields = ("store", "channel", "provider", "settings", "messages_per_second", "account_messages_per_second",
+              "marketing_cap_hours", "quiet_hours_start", "quiet_hours_end", "active", "created_at",
+              "updated_at")  # fmt: skip
     readonly_fields = ("store", "channel", "provider", "settings", "created_at", "updated_at")
 
     def has_add_permission(self, request: HttpRequest) -> bool:

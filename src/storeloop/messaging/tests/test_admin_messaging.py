@@ -93,6 +93,24 @@ def test_connection_rate_and_active_are_editable_and_checked(admin_client: Clien
     assert stored.credentials == connection.credentials  # the secrets were not touched
 
 
+def test_a_connections_account_rate_is_editable_checked_and_kept_in_its_settings(
+    admin_client: Client, records: dict[str, Any]
+) -> None:
+    url = f"/admin/messaging/messagingconnection/{records['connection'].pk}/change/"
+    before = MessagingConnection.objects.get().settings
+    refused = admin_client.post(url, {"messages_per_second": "10", "account_messages_per_second": "-2"})
+    assert "must be above 0" in refused.content.decode()
+    assert MessagingConnection.objects.get().settings == before
+    saved = admin_client.post(url, {"messages_per_second": "10", "account_messages_per_second": "25", "active": "on"})
+    assert saved.status_code == 302
+    assert MessagingConnection.objects.get().settings == {**before, "account_messages_per_second": 25.0}
+    shown = admin_client.get(url).content.decode()
+    assert 'name="account_messages_per_second" value="25.0"' in shown
+    cleared = admin_client.post(url, {"messages_per_second": "10", "account_messages_per_second": "", "active": "on"})
+    assert cleared.status_code == 302
+    assert MessagingConnection.objects.get().settings == before
+
+
 def test_a_connections_marketing_cap_and_quiet_hours_are_editable_and_checked(
     admin_client: Client, records: dict[str, Any]
 ) -> None:
