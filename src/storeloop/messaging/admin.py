@@ -270,7 +270,8 @@ class MessagingConnectionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_filter = ("channel", "provider", "active")
     list_select_related = ("store",)
     # ``credentials`` is never listed: secrets stay encrypted and out of pages. Settings are not
-    # editable here because they are validated when connecting (`storeloop messaging connect`).
+    # editable here because they are validated when connecting (`storeloop messaging connect`),
+    # except the account rate, which has its own checked field.
     fields = ("store", "channel", "provider", "settings", "messages_per_second", "account_messages_per_second",
               "marketing_cap_hours", "quiet_hours_start", "quiet_hours_end", "active", "created_at",
               "updated_at")  # fmt: skip

@@ -54,7 +54,7 @@ from storeloop.core.bulk import ids_in, quoted_column, value_is
 from storeloop.core.errors import ApplicationError, ValidationError
 from storeloop.messaging.campaigns.models import Campaign
 from storeloop.messaging.channels.base import ChannelInterface, Envelope, Outcome, SendResult
-from storeloop.messaging.channels.factory import send_rate
+from storeloop.messaging.channels.factory import account_key, account_rate, send_rate
 from storeloop.messaging.handover import Accepted, PartSent, Recorder, send_part, write_sent
 from storeloop.messaging.inbound.window import is_window_open, last_inbound_times
 from storeloop.messaging.models import HandOver, Message, MessagingConnection, TemplateVersion
@@ -366,15 +366,22 @@ class MessageDispatcher:
     def _within_send_window(messages: list[Message], lookups: _DrainLookups) -> list[Message]:
         """Keep per store and channel only what its send rate gets out in ``SEND_WINDOW``; release
         the rest to the queue. Sends are paced to the rate, and a batch that outlived its claim
-        would be reaped as ``unknown`` while still being sent (500 messages at 1/s)."""
+        would be reaped as ``unknown`` while still being sent (500 messages at 1/s). Stores that
+        share a provider account's rate share its window too."""
         groups: dict[tuple[int, str], list[Message]] = defaultdict(list)
         for message in messages:
             groups[(message.store_id, message.channel)].append(message)
-        rates = lookups.send_rates({store_id for store_id, _ in groups})
+        store_ids = {store_id for store_id, _ in groups}
+        rates, accounts = lookups.send_rates(store_ids), lookups.accounts(store_ids)
+        sharing = Counter(accounts[key][0] for key in groups if key in accounts)  # account -> its groups here
+        window = SEND_WINDOW.total_seconds()
         kept: list[Message] = []
         released: list[int] = []
         for key, group in groups.items():
-            limit = max(1, int(rates.get(key, 10.0) * SEND_WINDOW.total_seconds()))
+            limit = max(1, int(rates.get(key, 10.0) * window))
+            if key in accounts:
+                account, account_rate = accounts[key]
+                limit = min(limit, max(1, int(account_rate * window) // sharing[account]))
             kept.extend(group[:limit])
             released.extend(m.id for m in group[limit:])
         if released:
@@ -680,6 +687,13 @@ class _DrainLookups:
         rules = self._fresh(self._rates, store_ids, _connection_rules)
         return {(pk, name): rule.rate for pk in store_ids for name, rule in rules[pk].items()}
 
+    def accounts(self, store_ids: set[int]) -> dict[tuple[int, str], tuple[str, float]]:
+        """``(store, channel) -> (account key, its rate)`` of connections that share a provider
+        account's rate (``channels.factory.account_key``)."""
+        rules = self._fresh(self._rates, store_ids, _connection_rules)
+        return {(pk, name): (rule.account, rule.account_rate) for pk in store_ids
+                for name, rule in rules[pk].items() if rule.account_rate}  # fmt: skip
+
     def policies(self, store_ids: set[int]) -> _Policies:
         """The stores' marketing caps and quiet hours per channel."""
         rules = self._fresh(self._rates, store_ids, _connection_rules)
@@ -709,6 +723,8 @@ class _Rules:
     rate: float  # messages/s
     policy: MarketingPolicy
     provider: str
+    account: str = ""  # the provider account's rate-limit key, when the connection shares its rate
+    account_rate: float | None = None
 
 
 def _connection_rules(store_ids: set[int]) -> dict[int, dict[str, _Rules]]:
@@ -718,14 +734,17 @@ def _connection_rules(store_ids: set[int]) -> dict[int, dict[str, _Rules]]:
         "store_id",
         "channel",
         "provider",
+        "settings",
         "messages_per_second",
         "marketing_cap_hours",
         "quiet_hours_start",
         "quiet_hours_end",
-    )  # not the credentials: decrypting them is the factory's business
+    )  # not the credentials: decrypted (on access) only for the key of an account's shared rate
     for c in connections:
         policy = MarketingPolicy.for_channel(c.channel, c.marketing_cap_hours, c.quiet_hours_start, c.quiet_hours_end)
-        rules[c.store_id][c.channel] = _Rules(send_rate(c), policy, c.provider)
+        shared = account_rate(c)
+        account = account_key(c) if shared else ""
+        rules[c.store_id][c.channel] = _Rules(send_rate(c), policy, c.provider, account, shared)
     return rules
 
 

@@ -884,3 +884,40 @@ def test_quiet_hours_hold_whatsapp_marketing_too(
     message = Message.objects.get()
     assert (message.reason, message.not_before) == ("quiet_hours", dt.datetime(2026, 6, 2, 6, 0, tzinfo=dt.UTC))
     assert channels["whatsapp"].sent == []
+
+
+def _connect_email(store: Any, rate: float, settings: dict[str, Any] | None = None) -> None:
+    MessagingConnection.objects.create(store=store, channel="email", provider="smtp", messages_per_second=rate,
+                                       settings=settings or {}, credentials='{"username": "agency"}')  # fmt: skip
+
+
+def _queue_many(dispatcher: MessageDispatcher, store: Any, count: int) -> None:
+    version = template(store)
+    for i in range(count):
+        person = Contact.objects.create(store=store, email=f"c{i}@example.com")
+        queue(dispatcher, store, person, "transactional", f"receipt-{i}", version=version)
+
+
+@time_machine.travel(NOON, tick=False)
+def test_a_batch_keeps_only_what_the_stores_rate_sends_within_the_window_and_releases_the_rest(
+    dispatcher: MessageDispatcher, channels: dict[str, RecordingChannel], store: Any
+) -> None:
+    _connect_email(store, rate=1)  # one a second: 60 in the minute a batch may take
+    _queue_many(dispatcher, store, 70)
+    assert dispatcher.process_queue(batch_size=100) == Counter({"sent": 60})
+    left = Message.objects.exclude(status="sent")
+    assert (left.count(), set(left.values_list("status", "claimed_until"))) == (10, {("queued", None)})
+
+
+@time_machine.travel(NOON, tick=False)
+def test_stores_sharing_a_provider_accounts_rate_share_the_batchs_window(
+    dispatcher: MessageDispatcher, channels: dict[str, RecordingChannel], store: Any, other_store: Any
+) -> None:
+    shared = {"host": "relay.example", "port": 587, "account_messages_per_second": 1}
+    for shop in (store, other_store):
+        _connect_email(shop, rate=100, settings=shared)  # each alone could send 6,000 in the window
+        _queue_many(dispatcher, shop, 40)
+    assert dispatcher.process_queue(batch_size=200) == Counter({"sent": 60})  # the account's minute
+    sent = Counter(Message.objects.filter(status="sent").values_list("store_id", flat=True))
+    assert sent == Counter({store.pk: 30, other_store.pk: 30})
+    assert set(Message.objects.exclude(status="sent").values_list("status", "claimed_until")) == {("queued", None)}
