@@ -108,6 +108,11 @@ def test_a_rate_must_be_positive() -> None:
         PacedRateLimiter(KEY, 0)
 
 
+# How much later than its slot the first send may reach the fake, beyond the limiter's tolerance:
+# a new connection's set-up, and a loaded machine (0.05 s was once exceeded by 0.06 s in a full CI run).
+FIRST_SEND_JITTER = 0.25
+
+
 def assert_paced(times: list[float], rate: int, *, jitter: float = 0.25) -> None:
     """No more than ``rate`` in any one-second window, give or take scheduling jitter: slots are
     paced, but a send the OS delays lands next to the following one (seen at 0.09 s on a loaded
@@ -225,8 +230,9 @@ def test_two_worker_processes_together_send_at_the_stores_rate(
     assert len(sends) == count
     assert_paced(sends, rate)
     # Slots are never spent early; the first may be spent up to the limiter's tolerance late (and
-    # reach the fake a connection set-up later): the documented bound, plus jitter.
-    assert max(sends) - min(sends) >= (count - 1) / rate - PacedRateLimiter.LATE_TOLERANCE - 0.05
+    # reach the fake a connection set-up later): the documented bound, plus jitter. (Two workers
+    # each at the rate would take half as long: 1.45 s.)
+    assert max(sends) - min(sends) >= (count - 1) / rate - PacedRateLimiter.LATE_TOLERANCE - FIRST_SEND_JITTER
     assert {twilio.sent_count(f"+49151123456{i:02}") for i in range(count)} == {1}
     assert set(Message.objects.values_list("status", flat=True)) == {"sent"}
 
@@ -256,7 +262,8 @@ def test_stores_on_one_provider_account_together_stay_within_the_accounts_rate(
     sends = [r.at for r in twilio.requests if r.method == "POST" and r.path.endswith("/Messages.json")]
     assert len(sends) == 2 * each
     assert_paced(sends, account_rate)  # at each shop's own 100/s the 30 would take 0.15 s
-    assert max(sends) - min(sends) >= (2 * each - 1) / account_rate - PacedRateLimiter.LATE_TOLERANCE - 0.05
+    least = (2 * each - 1) / account_rate - PacedRateLimiter.LATE_TOLERANCE - FIRST_SEND_JITTER
+    assert max(sends) - min(sends) >= least
 
 
 @pytest.mark.django_db
