@@ -166,7 +166,8 @@ def campaign_payloads(store: Any) -> tuple[bytes, dict[str, str]]:
     pieces (template, signed links, preference footer, MIME writer; the SMS form with the status
     callback that carries our key), for the capacity blasts to send: the fakes' capacity for the
     campaign's messages, not for a smaller stand-in. (A hand-made 569-byte e-mail, under half the
-    campaign's, and texts without a status callback made the capacity ~18 % higher.)"""
+    campaign's, and texts without a status callback measured a quarter more messages/s: medians of
+    6,214 against 4,984 on one host.)"""
     from storeloop.consent.services import MessagingConsentManager
     from storeloop.contacts.models import Contact
     from storeloop.integrations.smtp.message import render
