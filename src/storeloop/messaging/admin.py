@@ -212,6 +212,12 @@ class MessageAdmin(ReadOnlyAdmin):
         return bool(request.user.has_perm("messaging.change_message"))
 
 
+def _checked_rate(rate: float) -> float:
+    if not 0 < rate <= MAX_RATE:
+        raise forms.ValidationError(f"must be above 0 and at most {MAX_RATE:g}")
+    return rate
+
+
 class ConnectionForm(forms.ModelForm):  # type: ignore[type-arg]
     # Kept in ``settings`` (``channels.factory.account_rate``); empty: no shared account limit.
     account_messages_per_second = forms.FloatField(
@@ -232,9 +238,7 @@ class ConnectionForm(forms.ModelForm):  # type: ignore[type-arg]
 
     def clean_account_messages_per_second(self) -> float | None:
         rate = self.cleaned_data.get("account_messages_per_second")
-        if rate is not None and not 0 < rate <= MAX_RATE:
-            raise forms.ValidationError(f"must be above 0 and at most {MAX_RATE:g}")
-        return rate
+        return None if rate is None else _checked_rate(rate)
 
     def save(self, commit: bool = True) -> MessagingConnection:
         connection: MessagingConnection = super().save(commit=False)
@@ -257,10 +261,7 @@ class ConnectionForm(forms.ModelForm):  # type: ignore[type-arg]
         return data
 
     def clean_messages_per_second(self) -> float:
-        rate = float(self.cleaned_data["messages_per_second"])
-        if not 0 < rate <= MAX_RATE:
-            raise forms.ValidationError(f"must be above 0 and at most {MAX_RATE:g}")
-        return rate
+        return _checked_rate(float(self.cleaned_data["messages_per_second"]))
 
 
 @admin.register(MessagingConnection)

@@ -380,8 +380,8 @@ class MessageDispatcher:
         for key, group in groups.items():
             limit = max(1, int(rates.get(key, 10.0) * window))
             if key in accounts:
-                account, account_rate = accounts[key]
-                limit = min(limit, max(1, int(account_rate * window) // sharing[account]))
+                account, shared_rate = accounts[key]
+                limit = min(limit, max(1, int(shared_rate * window) // sharing[account]))
             kept.extend(group[:limit])
             released.extend(m.id for m in group[limit:])
         if released:
@@ -730,21 +730,27 @@ class _Rules:
 def _connection_rules(store_ids: set[int]) -> dict[int, dict[str, _Rules]]:
     """Each store's ``channel -> _Rules`` (empty without connections)."""
     rules: dict[int, dict[str, _Rules]] = {pk: {} for pk in store_ids}
-    connections = MessagingConnection.objects.filter(store_id__in=store_ids).only(
-        "store_id",
-        "channel",
-        "provider",
-        "settings",
-        "messages_per_second",
-        "marketing_cap_hours",
-        "quiet_hours_start",
-        "quiet_hours_end",
-    )  # not the credentials: decrypted (on access) only for the key of an account's shared rate
+    connections = list(
+        MessagingConnection.objects.filter(store_id__in=store_ids).only(
+            "store_id",
+            "channel",
+            "provider",
+            "settings",
+            "messages_per_second",
+            "marketing_cap_hours",
+            "quiet_hours_start",
+            "quiet_hours_end",
+        )
+    )  # not the credentials: decrypting them is the factory's business, bar the account keys below
+    # The account key of connections that share an account's rate names the account (a Twilio SID,
+    # a relay login), which is in the credentials: one query for all of them.
+    sharing = MessagingConnection.objects.only("provider", "settings", "credentials").in_bulk(
+        [c.pk for c in connections if account_rate(c)]
+    )
     for c in connections:
         policy = MarketingPolicy.for_channel(c.channel, c.marketing_cap_hours, c.quiet_hours_start, c.quiet_hours_end)
-        shared = account_rate(c)
-        account = account_key(c) if shared else ""
-        rules[c.store_id][c.channel] = _Rules(send_rate(c), policy, c.provider, account, shared)
+        account = account_key(sharing[c.pk]) if c.pk in sharing else ""
+        rules[c.store_id][c.channel] = _Rules(send_rate(c), policy, c.provider, account, account_rate(c))
     return rules
 
 

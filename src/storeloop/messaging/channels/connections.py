@@ -54,23 +54,19 @@ def _url(value: str, field: str) -> str:
     return value.rstrip("/") if field == "base_url" else value
 
 
-def _rate(value: float | None, provider: str) -> float:
-    if value is None:
-        return DEFAULT_RATES[provider]
+def _checked_rate(value: float, field: str) -> float:
     if not 0 < value <= MAX_RATE:
-        raise _invalid(f"messages_per_second must be above 0 and at most {MAX_RATE:g}", "invalid_rate",
-                       "messages_per_second")  # fmt: skip
+        raise _invalid(f"{field} must be above 0 and at most {MAX_RATE:g}", "invalid_rate", field)
     return float(value)
+
+
+def _rate(value: float | None, provider: str) -> float:
+    return DEFAULT_RATES[provider] if value is None else _checked_rate(value, "messages_per_second")
 
 
 def _account_rate(value: float | None) -> float | None:
     """The provider account's rate, shared by every store connected to the account (None: none)."""
-    if value is None:
-        return None
-    if not 0 < value <= MAX_RATE:
-        raise _invalid(f"account_messages_per_second must be above 0 and at most {MAX_RATE:g}", "invalid_rate",
-                       "account_messages_per_second")  # fmt: skip
-    return float(value)
+    return None if value is None else _checked_rate(value, "account_messages_per_second")
 
 
 def _secret(value: str, field: str, minimum: int) -> str:
