@@ -548,6 +548,10 @@ def _load_batch(ids: list[int], lookups: _DrainLookups) -> list[Message]:
     with db_connection.cursor() as cursor:
         cursor.execute(_batch_select() + "(" + ", ".join(str(int(pk)) for pk in ids) + ")")
         rows = cursor.fetchall()
+    # In the claim's order (transactional first, then oldest due): ``IN`` promises none, and
+    # PostgreSQL has been seen to return a batch backwards, sending its newest messages first.
+    position = {pk: index for index, pk in enumerate(ids)}
+    rows.sort(key=lambda row: position[row[0]])
     context_field = Message._meta.get_field("context")
     split, store_at, template_at = (
         len(_BATCH_FIELDS),
